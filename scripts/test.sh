@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (GPU tests on lavapipe when no GPU exists).
+# Usage: scripts/test.sh [go test flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+go vet ./...
+go test -timeout 40m "$@" ./...
