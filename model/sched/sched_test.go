@@ -1,0 +1,104 @@
+package sched
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/instructbooth/instructbooth/model/safetensors"
+)
+
+func fixtures(t testing.TB) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, "..", "shared", "fixtures")
+		}
+	}
+	t.Fatal("go.mod not found")
+	return ""
+}
+
+func TestSchedule_matchesTorch(t *testing.T) {
+	fx := fixtures(t)
+	c, err := LoadConfig(filepath.Join(fx, "sd-tiny", "diffusers", "scheduler", "scheduler_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(c)
+	ref, err := safetensors.Open(filepath.Join(fx, "sd-tiny", "ref", "ddim_ddpo.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	ac, _, err := ref.Float32("sched/alphas_cumprod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i := range ac {
+		worst = math.Max(worst, math.Abs(float64(ac[i]-s.AlphasCumprod[i])))
+	}
+	if worst > 1e-6 {
+		t.Errorf("alphas_cumprod off by %g", worst)
+	}
+	for _, n := range []int{50, 10} {
+		want, _, _ := ref.Int64(fmt.Sprintf("sched/timesteps_%d", n))
+		got := s.Timesteps(n)
+		for i := range want {
+			if int64(got[i]) != want[i] {
+				t.Fatalf("timesteps(%d)[%d] = %d, want %d", n, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestRefDDIMStep_matchesDDPO checks the CPU reference step (mean, sample,
+// sigma and both log-probs) against ddpo-pytorch's ddim_step_with_logprob.
+func TestRefDDIMStep_matchesDDPO(t *testing.T) {
+	fx := fixtures(t)
+	s := New(SD15())
+	ref, err := safetensors.Open(filepath.Join(fx, "sd-tiny", "ref", "ddim_ddpo.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	get := func(k string) []float32 {
+		v, _, err := ref.Float32(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, step := range []int{0, 1, 24, 48, 49} {
+		p := fmt.Sprintf("step%d/", step)
+		ts, _, _ := ref.Int64("out/" + p + "timestep")
+		xt, eps, given := get("in/"+p+"sample"), get("in/"+p+"model_output"), get("in/"+p+"given_prev_sample")
+		noise, wantMean, wantPrev := get("out/"+p+"noise"), get("out/"+p+"prev_sample_mean"), get("out/"+p+"prev_sample")
+		wantLP, wantLPG, wantStd := get("out/"+p+"log_prob"), get("out/"+p+"log_prob_given"), get("out/"+p+"std_dev_t")
+		per := len(xt) / 2
+		for b := 0; b < 2; b++ {
+			c := s.DDIMStep(int(ts[b]), 50, 1)
+			if d := math.Abs(float64(c.Sigma - wantStd[b])); d > 1e-6 {
+				t.Errorf("%s sigma %g, want %g", p, c.Sigma, wantStd[b])
+			}
+			sl := func(v []float32) []float32 { return v[b*per : (b+1)*per] }
+			mean, sample, lp := RefDDIMStep(c, sl(xt), sl(eps), sl(noise), nil)
+			_, _, lpg := RefDDIMStep(c, sl(xt), sl(eps), sl(noise), sl(given))
+			for i := range mean {
+				if math.Abs(float64(mean[i]-sl(wantMean)[i])) > 1e-5 || math.Abs(float64(sample[i]-sl(wantPrev)[i])) > 1e-5 {
+					t.Fatalf("%s batch %d element %d: mean %g/%g sample %g/%g", p, b, i, mean[i], sl(wantMean)[i], sample[i], sl(wantPrev)[i])
+				}
+			}
+			if math.Abs(lp-float64(wantLP[b])) > 1e-5 {
+				t.Errorf("%s log_prob %g, want %g", p, lp, wantLP[b])
+			}
+			if math.Abs(lpg-float64(wantLPG[b])) > 1e-5*math.Max(1, math.Abs(float64(wantLPG[b]))) {
+				t.Errorf("%s log_prob_given %g, want %g", p, lpg, wantLPG[b])
+			}
+		}
+	}
+}
