@@ -39,21 +39,21 @@ func (e *Engine) maxElems() int {
 	return m - m%64
 }
 
-// chunksOf calls f over [0, n) in windows of at most max elements whose
-// starts are multiples of align (max is rounded down to a multiple of
+// chunksOf calls f over [0, n) in windows of at most lim elements whose
+// starts are multiples of align (lim is rounded down to a multiple of
 // align and must stay positive). n == 0 still makes one call f(0, 0) so
 // callers need no special case (a dispatch over 0 threads is skipped).
-func chunksOf(n, max, align int, f func(from, count int)) {
-	max -= max % align
-	if max <= 0 {
-		panic(fmt.Sprintf("gpu: chunks of at most %d elements cannot be aligned to %d", max, align))
+func chunksOf(n, lim, align int, f func(from, count int)) {
+	lim -= lim % align
+	if lim <= 0 {
+		panic(fmt.Sprintf("gpu: chunks of at most %d elements cannot be aligned to %d", lim, align))
 	}
-	if n <= max {
+	if n <= lim {
 		f(0, n)
 		return
 	}
-	for from := 0; from < n; from += max {
-		f(from, min(max, n-from))
+	for from := 0; from < n; from += lim {
+		f(from, min(lim, n-from))
 	}
 }
 
