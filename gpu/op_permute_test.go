@@ -19,9 +19,9 @@ func permuteCase(shape, perm []int) opCase {
 }
 
 var permuteCases = []struct{ shape, perm []int }{
-	{[]int{3, 37, 5, 11}, []int{0, 2, 1, 3}},      // attention heads [B, L, H, D] -> [B, H, L, D]
-	{[]int{2, 13, 7, 9}, []int{0, 2, 3, 1}},       // NCHW -> NHWC
-	{[]int{2, 7, 9, 13}, []int{0, 3, 1, 2}},       // NHWC -> NCHW
+	{[]int{3, 37, 5, 11}, []int{0, 2, 1, 3}}, // attention heads [B, L, H, D] -> [B, H, L, D]
+	{[]int{2, 13, 7, 9}, []int{0, 2, 3, 1}},  // NCHW -> NHWC
+	{[]int{2, 7, 9, 13}, []int{0, 3, 1, 2}},  // NHWC -> NCHW
 	{[]int{3, 37, 11}, []int{2, 0, 1}},
 	{[]int{2, 3, 1, 4, 3, 2}, []int{5, 4, 3, 2, 1, 0}}, // rank 6 reversed, a size-1 dimension
 	{[]int{1, 5, 1, 7}, []int{3, 2, 1, 0}},

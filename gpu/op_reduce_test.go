@@ -36,12 +36,12 @@ var reduceShapes = []struct {
 	{[]int{3, 37, 11}, []int{0, 2}},
 	{[]int{1001}, nil},
 	{[]int{1001}, []int{0}},
-	{[]int{2, 1, 5, 1, 3, 7}, []int{1, 3, 5}}, // size-1 axes
+	{[]int{2, 1, 5, 1, 3, 7}, []int{1, 3, 5}},          // size-1 axes
 	{[]int{2, 3, 4, 5, 6, 2, 3, 2}, []int{0, 2, 4, 6}}, // 4 kept and 4 reduced groups
-	{[]int{5, 9000}, []int{1}}, // two-pass (segmented)
-	{[]int{9001, 3}, []int{0}}, // two-pass, strided
-	{[]int{20000}, nil},       // two-pass
-	{[]int{7, 1}, []int{1}},   // reducing only size 1
+	{[]int{5, 9000}, []int{1}},                         // two-pass (segmented)
+	{[]int{9001, 3}, []int{0}},                         // two-pass, strided
+	{[]int{20000}, nil},                                // two-pass
+	{[]int{7, 1}, []int{1}},                            // reducing only size 1
 }
 
 func TestReduce(t *testing.T) {

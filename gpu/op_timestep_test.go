@@ -19,7 +19,7 @@ func TestTimestepEmbedding(t *testing.T) {
 		{5, 320, true, 0, 10000, 1000, 1e-3}, // Stable Diffusion 1.x
 		{3, 7, false, 1, 10000, 1000, 1e-3},  // odd dim, DDPM shift
 		{4, 33, true, 1, 100, 3, 1e-4},
-		{2, 1, false, 0, 10000, 1000, 1e-4},  // only the pad column
+		{2, 1, false, 0, 10000, 1000, 1e-4}, // only the pad column
 		{67, 64, false, 0.5, 10000, 50, 2e-4},
 	}
 	for _, c := range cases {
