@@ -9,6 +9,11 @@ import "fmt"
 //
 // Reducing over every axis gives a tensor of shape [] (rank 0, one
 // element), as in PyTorch; it works with Engine.Backward and Item.
+//
+// Tensors larger than one storage binding are reduced in slabs along their
+// outermost non-trivial dimension (after merging), so one slice along it
+// must fit a binding (32M floats at 128 MiB), and for the backward the
+// output must fit one; both panic with a clear message otherwise.
 
 // Sum returns x summed over axes (negative axes count from the end); the
 // reduced dimensions are removed. No axes sums everything, giving shape [].

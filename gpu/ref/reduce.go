@@ -23,7 +23,7 @@ func reducedAxes(shape, axes []int) []bool {
 }
 
 // outIndex maps flat index i of shape to the flat index of the reduced
-// output (reduced axes dropped), and returns the output shape.
+// output (reduced axes dropped).
 func outIndex(i int, shape []int, red []bool) int {
 	o, stride := 0, 1
 	for d := len(shape) - 1; d >= 0; d-- {
