@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
 )
 
 // The shared test engine: one device for the whole package.

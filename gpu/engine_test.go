@@ -62,7 +62,13 @@ func TestReadbackUnderGC(t *testing.T) {
 func TestShadersCompile(t *testing.T) {
 	e := engine(t)
 	for _, name := range shaders.Names() {
-		src, _ := shaders.Source(name)
+		if shaders.IsLibrary(name) {
+			continue
+		}
+		src, err := shaders.Source(name)
+		if err != nil {
+			t.Fatal(err)
+		}
 		entries := 0
 		lines := strings.Split(src, "\n")
 		for i, line := range lines {

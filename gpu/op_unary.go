@@ -37,7 +37,7 @@ func (e *Engine) QuickGELU(x *Tensor) *Tensor { return e.unary(opQuickGELU, x) }
 func (e *Engine) Erf(x *Tensor) *Tensor { return e.unary(opErf, x) }
 
 func unaryKernel(file string) Kernel {
-	return Kernel{File: file, Entry: "main", Consts: erfLib()}
+	return Kernel{File: file, Entry: "main"}
 }
 
 func (e *Engine) unary(op unaryOp, x *Tensor) *Tensor {

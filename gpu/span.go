@@ -2,9 +2,6 @@ package gpu
 
 import (
 	"fmt"
-	"sync"
-
-	"github.com/instructbooth/instructbooth/shaders"
 )
 
 // Helpers shared by the elementwise, reduction and indexing ops
@@ -56,17 +53,6 @@ func chunksOf(n, lim, align int, f func(from, count int)) {
 		f(from, min(lim, n-from))
 	}
 }
-
-// erfLib is shaders/erf_lib.wgsl: erf, GELU, sigmoid and tanh helpers. It
-// has no entry point; the GELU-family kernels get it pasted in front of
-// their source through Kernel.Consts, so there is one erf for every shader.
-var erfLib = sync.OnceValue(func() string {
-	src, err := shaders.Source("erf_lib.wgsl")
-	if err != nil {
-		panic(err)
-	}
-	return src
-})
 
 // nextPow2 returns the least power of two >= n (1 for n <= 1).
 func nextPow2(n int) int {

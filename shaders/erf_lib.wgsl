@@ -1,6 +1,6 @@
-// erf_lib: helper functions, no entry point. The Go side pastes this file in
-// front of unary_fwd.wgsl, unary_bwd.wgsl, geglu_fwd.wgsl and
-// geglu_bwd.wgsl (through Kernel.Consts) so every kernel shares one erf.
+// erf_lib: helper functions, no entry point. Included (//#include) by
+// unary_fwd.wgsl, unary_bwd.wgsl, geglu_fwd.wgsl and
+// geglu_bwd.wgsl, so every kernel shares one erf.
 //
 // erf_f: WGSL has no erf. |x| < 1: Taylor series x * sum_{n<=10} c_n x^(2n)
 // (truncation error < 1.5e-8 at |x| = 1). 1 <= |x| < 4: erf = 1 -

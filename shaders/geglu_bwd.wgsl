@@ -5,10 +5,12 @@
 // Thread j owns dx element dbase + j (global). dx is bound as exactly the
 // window [dbase, dbase + n); x and g are bound from global elements
 // x_start and g_start on (the whole rows the window touches).
-// gelu_f / dgelu_f come from erf_lib.wgsl, pasted in front.
+// gelu_f / dgelu_f come from erf_lib.wgsl, included below.
 // Bindings: 0 params {n, dbase, f, x_start, g_start}; 1 g [rows, F] span;
 // 2 x [rows, 2F] span; 3 dx [n] window (read_write).
 // Dispatch: Grid1D(n, 256).
+//#include "erf_lib.wgsl"
+
 struct P { n: u32, dbase: u32, f: u32, x_start: u32, g_start: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> g: array<f32>;

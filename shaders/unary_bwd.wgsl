@@ -5,10 +5,12 @@
 //   2 GELUTanh   0.5 (1 + tanh u) + 0.5 x sech^2(u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 //   3 QuickGELU  s (1 + 1.702 x (1 - s)),      s = sigmoid(1.702 x)
 //   4 Erf        2/sqrt(pi) exp(-x^2)
-// Helpers come from erf_lib.wgsl, pasted in front. Window-local indices as
+// Helpers come from erf_lib.wgsl, included below. Window-local indices as
 // in unary_fwd.wgsl.
 // Bindings: 0 params {n, op}; 1 g [n]; 2 x [n]; 3 dx [n] (read_write).
 // Dispatch: Grid1D(n, 256).
+//#include "erf_lib.wgsl"
+
 struct P { n: u32, op: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> g: array<f32>;

@@ -4,11 +4,13 @@
 //   2 GELUTanh   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 //   3 QuickGELU  x * sigmoid(1.702 x)
 //   4 Erf        erf(x)
-// erf_f, gelu_f, sigmoid_f, tanh_f come from erf_lib.wgsl, pasted in front.
+// erf_f, gelu_f, sigmoid_f, tanh_f come from erf_lib.wgsl, included below.
 // The dispatch covers one window of the tensor (Engine.chunks): x and out
 // are bound as the same window, so indices are window-local.
 // Bindings: 0 params {n, op}; 1 x [n]; 2 out [n] (read_write).
 // Dispatch: Grid1D(n, 256).
+//#include "erf_lib.wgsl"
+
 struct P { n: u32, op: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
