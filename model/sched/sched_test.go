@@ -1,12 +1,14 @@
 package sched
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/safetensors"
 )
 
@@ -98,6 +100,80 @@ func TestRefDDIMStep_matchesDDPO(t *testing.T) {
 			}
 			if math.Abs(lpg-float64(wantLPG[b])) > 1e-5*math.Max(1, math.Abs(float64(wantLPG[b]))) {
 				t.Errorf("%s log_prob_given %g, want %g", p, lpg, wantLPG[b])
+			}
+		}
+	}
+}
+
+// TestStep_GPU runs the DDIM/DDPO step on the engine against the fixture:
+// mean, sample, both log-probs, and the gradient of the log-prob with
+// respect to eps against the analytic one.
+func TestStep_GPU(t *testing.T) {
+	e, err := gpu.Open(gpu.Options{})
+	if errors.Is(err, gpu.ErrNoAdapter) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	fx := fixtures(t)
+	s := New(SD15())
+	ref, err := safetensors.Open(filepath.Join(fx, "sd-tiny", "ref", "ddim_ddpo.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	up := func(k string) (*gpu.Tensor, []float32) {
+		v, info, err := ref.Float32(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.FromSlice(v, info.Shape...), v
+	}
+	for _, step := range []int{0, 24, 49} {
+		p := fmt.Sprintf("step%d/", step)
+		ts, _, _ := ref.Int64("out/" + p + "timestep")
+		st := Step{s.DDIMStep(int(ts[0]), 50, 1)}
+		xt, _ := up("in/" + p + "sample")
+		eps, epsv := up("in/" + p + "model_output")
+		eps.SetRequiresGrad(true)
+		given, _ := up("in/" + p + "given_prev_sample")
+		z, _ := up("out/" + p + "noise")
+		mean := st.Mean(e, xt, eps)
+		prev := st.Sample(e, mean, z)
+		lp := st.LogProb(e, prev, mean)
+		lpg := st.LogProb(e, given, mean)
+		check := func(name string, got *gpu.Tensor, key string, tol float64, rel bool) {
+			want, _, _ := ref.Float32("out/" + p + key)
+			g := got.MustRead()
+			for i := range want {
+				lim := tol
+				if rel {
+					lim *= math.Max(1, math.Abs(float64(want[i])))
+				}
+				if math.Abs(float64(g[i]-want[i])) > lim {
+					t.Fatalf("%s %s[%d] = %g, want %g", p, name, i, g[i], want[i])
+				}
+			}
+		}
+		check("mean", mean, "prev_sample_mean", 1e-5, false)
+		check("sample", prev, "prev_sample", 1e-5, false)
+		check("log_prob", lp, "log_prob", 1e-5, false)
+		check("log_prob_given", lpg, "log_prob_given", 1e-5, true)
+		// d(sum lpg)/d eps = B * (given - mean) / (sigma^2 * CHW).
+		if err := e.BackwardWith(lpg, e.Full(1, 2)); err != nil {
+			t.Fatal(err)
+		}
+		gv, _, _ := ref.Float32("in/" + p + "given_prev_sample")
+		mv := mean.MustRead()
+		got := eps.Grad.MustRead()
+		per := float64(len(epsv) / 2)
+		sg := float64(st.Sigma)
+		for i := range got {
+			want := float64(st.B) * float64(gv[i]-mv[i]) / (sg * sg * per)
+			if math.Abs(float64(got[i])-want) > 1e-4*math.Max(1, math.Abs(want)) {
+				t.Fatalf("%s dlogp/deps[%d] = %g, want %g", p, i, got[i], want)
 			}
 		}
 	}
