@@ -8,8 +8,8 @@ import (
 
 func TestLayerNorm(t *testing.T) {
 	cases := []struct {
-		name        string
-		x           []int
+		name   string
+		x      []int
 		affine bool
 	}{
 		{"3d-C37-affine", []int{2, 5, 37}, true},
