@@ -38,10 +38,10 @@ func (e *Engine) LayerNorm(x, weight, bias *Tensor, eps float32) *Tensor {
 		flags |= 2
 	}
 	k := Kernel{File: "layernorm_fwd.wgsl", Entry: rowEntry(cols)}
-	e.rowChunks(rows, []int{cols, 1}, 0, func(r0, nr int) {
-		e.Dispatch(k, Params{nr, cols, eps, flags}, e.rowGrid(nr),
+	e.rowChunks(rows, []int{cols}, 0, func(r0, nr int) {
+		e.Dispatch(k, Params{nr, cols, eps, flags, r0}, e.rowGrid(nr),
 			x.window(r0*cols, nr*cols), orDummy(weight, x), orDummy(bias, x),
-			y.window(r0*cols, nr*cols), mean.window(r0, nr), rstd.window(r0, nr))
+			y.window(r0*cols, nr*cols), mean.bind(), rstd.bind())
 	})
 	e.record(y, []*Tensor{x, weight, bias, mean, rstd}, func(g *Tensor) {
 		if x.requiresGrad {
@@ -77,10 +77,10 @@ func (e *Engine) layerNormDx(g, x, weight, mean, rstd *Tensor) *Tensor {
 		flags = 1
 	}
 	k := Kernel{File: "layernorm_bwd.wgsl", Entry: rowEntry(cols)}
-	e.rowChunks(rows, []int{cols, 1}, 0, func(r0, nr int) {
+	e.rowChunks(rows, []int{cols}, 0, func(r0, nr int) {
 		w := func(t *Tensor) Binding { return t.window(r0*cols, nr*cols) }
-		e.Dispatch(k, Params{nr, cols, flags}, e.rowGrid(nr),
-			w(g), w(x), orDummy(weight, x), mean.window(r0, nr), rstd.window(r0, nr), w(dx))
+		e.Dispatch(k, Params{nr, cols, flags, r0}, e.rowGrid(nr),
+			w(g), w(x), orDummy(weight, x), mean.bind(), rstd.bind(), w(dx))
 	})
 	return dx
 }
@@ -100,7 +100,7 @@ func (e *Engine) layerNormDParams(g, x, mean, rstd *Tensor) (dw, db *Tensor) {
 	var parts int
 	countParts := func() int {
 		n := 0
-		e.rowChunks(rows, []int{cols, 1}, 0, func(r0, nr int) { n += (nr + rpp - 1) / rpp })
+		e.rowChunks(rows, []int{cols}, 0, func(r0, nr int) { n += (nr + rpp - 1) / rpp })
 		return n
 	}
 	for parts = countParts(); parts > maxParts; parts = countParts() {
@@ -109,11 +109,11 @@ func (e *Engine) layerNormDParams(g, x, mean, rstd *Tensor) (dw, db *Tensor) {
 	part := e.alloc(parts, 2, cols) // [parts, 2, C]
 	kp := Kernel{File: "layernorm_bwd_params.wgsl", Entry: "main"}
 	base := 0
-	e.rowChunks(rows, []int{cols, 1}, 0, func(r0, nr int) {
+	e.rowChunks(rows, []int{cols}, 0, func(r0, nr int) {
 		np := (nr + rpp - 1) / rpp
 		w := func(t *Tensor) Binding { return t.window(r0*cols, nr*cols) }
-		e.Dispatch(kp, Params{nr, cols, rpp, base}, [3]uint32{uint32((cols + 63) / 64), uint32(np), 1},
-			w(g), w(x), mean.window(r0, nr), rstd.window(r0, nr), part.bind())
+		e.Dispatch(kp, Params{nr, cols, rpp, base, r0}, [3]uint32{uint32((cols + 63) / 64), uint32(np), 1},
+			w(g), w(x), mean.bind(), rstd.bind(), part.bind())
 		base += np
 	})
 	dw, db = e.alloc(cols), e.alloc(cols) // [C], [C]

@@ -4,10 +4,13 @@
 // One workgroup per row; both means are reduced together in shared memory.
 // flags: bit 0 weight present (else w is a dummy, not read).
 // Entry points main64 / main256: workgroups of 64 or 256 threads.
-// Bindings: 0 params {rows, cols, flags}; 1 g [rows, cols]; 2 x [rows, cols];
-//   3 w [cols]; 4 mean [rows]; 5 rstd [rows]; 6 dx [rows, cols] (read_write).
+// The dispatch may cover a chunk of rows starting at global row row0: g, x
+// and dx are bound from that row on, mean and rstd whole.
+// Bindings: 0 params {rows, cols, flags, row0}; 1 g [rows, cols];
+//   2 x [rows, cols]; 3 w [cols]; 4 mean [all rows]; 5 rstd [all rows];
+//   6 dx [rows, cols] (read_write).
 // Dispatch: Grid1D(rows, 1) workgroups; row = wid.x + wid.y * nwg.x.
-struct P { rows: u32, cols: u32, flags: u32 }
+struct P { rows: u32, cols: u32, flags: u32, row0: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -26,8 +29,8 @@ fn gw(i: u32, base: u32) -> f32 {
 fn run(row: u32, lid: u32, wg: u32) {
   if (row >= p.rows) { return; }
   let base = row * p.cols;
-  let mu = mean[row];
-  let r = rstd[row];
+  let mu = mean[p.row0 + row];
+  let r = rstd[p.row0 + row];
   var s = vec2<f32>(0.0);
   for (var i = lid; i < p.cols; i += wg) {
     let a = gw(i, base);

@@ -6,11 +6,13 @@
 // layernorm_bwd_sum.wgsl adds the parts up.
 // A workgroup of 256 threads covers 64 columns with 4 row lanes; the lanes
 // are added in shared memory.
-// Bindings: 0 params {rows, cols, rows_per_part, part_base}; 1 g [rows, cols];
-//   2 x [rows, cols]; 3 mean [rows]; 4 rstd [rows];
+// The dispatch may cover a chunk of rows starting at global row row0: g and
+// x are bound from that row on, mean, rstd and part whole.
+// Bindings: 0 params {rows, cols, rows_per_part, part_base, row0};
+//   1 g [rows, cols]; 2 x [rows, cols]; 3 mean [all rows]; 4 rstd [all rows];
 //   5 part [parts, 2, cols] (read_write).
 // Dispatch: (ceil(cols / 64), ceil(rows / rows_per_part), 1).
-struct P { rows: u32, cols: u32, rows_per_part: u32, part_base: u32 }
+struct P { rows: u32, cols: u32, rows_per_part: u32, part_base: u32, row0: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
@@ -30,7 +32,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (c < p.cols) {
     for (var r = r0 + lane; r < r1; r += 4u) {
       let gv = g[r * p.cols + c];
-      s += vec2<f32>(gv * (x[r * p.cols + c] - mean[r]) * rstd[r], gv);
+      s += vec2<f32>(gv * (x[r * p.cols + c] - mean[p.row0 + r]) * rstd[p.row0 + r], gv);
     }
   }
   red[lid] = s;

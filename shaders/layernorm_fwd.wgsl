@@ -6,11 +6,13 @@
 // flags: bit 0 weight present, bit 1 bias present (absent ones are bound to
 // a dummy and not read).
 // Entry points main64 / main256: workgroups of 64 or 256 threads.
-// Bindings: 0 params {rows, cols, eps, flags}; 1 x [rows, cols]; 2 w [cols];
-//   3 b [cols]; 4 y [rows, cols] (read_write); 5 mean [rows] (read_write);
-//   6 rstd [rows] (read_write).
+// The dispatch may cover a chunk of rows starting at global row row0: x and
+// y are bound from that row on, mean and rstd whole.
+// Bindings: 0 params {rows, cols, eps, flags, row0}; 1 x [rows, cols];
+//   2 w [cols]; 3 b [cols]; 4 y [rows, cols] (read_write);
+//   5 mean [all rows] (read_write); 6 rstd [all rows] (read_write).
 // Dispatch: Grid1D(rows, 1) workgroups; row = wid.x + wid.y * nwg.x.
-struct P { rows: u32, cols: u32, eps: f32, flags: u32 }
+struct P { rows: u32, cols: u32, eps: f32, flags: u32, row0: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
@@ -55,8 +57,8 @@ fn run(row: u32, lid: u32, wg: u32) {
     y[base + i] = v;
   }
   if (lid == 0u) {
-    mean[row] = mu;
-    rstd[row] = r;
+    mean[p.row0 + row] = mu;
+    rstd[p.row0 + row] = r;
   }
 }
 
