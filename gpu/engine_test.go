@@ -80,7 +80,7 @@ func TestShadersCompile(t *testing.T) {
 					rest := lines[j][k+3:]
 					entry := rest[:strings.Index(rest, "(")]
 					entries++
-					if _, err := e.pipelineFor(Kernel{File: name, Entry: strings.TrimSpace(entry), Consts: testConsts[name]}); err != nil {
+					if _, err := e.pipelineFor(Kernel{File: name, Entry: strings.TrimSpace(entry), Consts: testConsts(e, name)}); err != nil {
 						t.Errorf("%s:%s: %v", name, entry, err)
 					}
 					break
@@ -93,9 +93,17 @@ func TestShadersCompile(t *testing.T) {
 	}
 }
 
-// testConsts holds the Consts a shader needs to compile on its own (shaders
-// specialised by the Go side); ops add theirs here.
-var testConsts = map[string]string{}
+// testConsts returns the Consts a shader specialised by the Go side needs
+// to compile on its own: a typical specialisation of each.
+func testConsts(e *Engine, name string) string {
+	switch name {
+	case "attention_fwd.wgsl":
+		return e.attnConfig(64, attnFwd).consts()
+	case "attention_bwd_dq.wgsl", "attention_bwd_dkdv.wgsl":
+		return e.attnConfig(64, attnBwd).consts()
+	}
+	return ""
+}
 
 // TestChunkedDispatch runs elementwise ops on tensors many times larger
 // than the (artificially small) binding limit.
