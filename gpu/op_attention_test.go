@@ -15,7 +15,7 @@ func TestAttention(t *testing.T) {
 	}{
 		{2, 2, 37, 53, 24, false}, // Lq != Lk, nothing a multiple of a block
 		{2, 2, 37, 53, 24, true},
-		{1, 2, 53, 37, 24, true}, // more queries than keys, causal
+		{1, 2, 53, 37, 24, true},   // more queries than keys, causal
 		{1, 1, 200, 200, 40, true}, // several key blocks and query workgroups
 		{1, 1, 200, 131, 40, false},
 		{1, 2, 70, 77, 80, false},  // cross-attention-like, Lk = 77
