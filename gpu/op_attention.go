@@ -22,8 +22,8 @@ type attnCfg struct {
 
 func (c attnCfg) consts() string {
 	return fmt.Sprintf("const D: u32 = %du; const DV: u32 = %du; const BK: u32 = %du; const TR: u32 = %du; "+
-		"const KDV: u32 = %du; const TDV: u32 = %du; const TBK: u32 = %du;",
-		c.d, c.dv, c.bk, c.tr, c.bk*c.dv, c.tr*c.dv, c.tr*c.bk)
+		"const KDV: u32 = %du; const TDV: u32 = %du;",
+		c.d, c.dv, c.bk, c.tr, c.bk*c.dv, c.tr*c.dv)
 }
 
 // attnConfig picks the block sizes of attention kernel kind (attnFwd or
@@ -32,13 +32,15 @@ func (c attnCfg) consts() string {
 // 32 KiB is used), and the rows per thread TR.
 //
 // TR trades registers for shared-memory traffic: each k/v (or q/dO) vec4
-// read from shared memory feeds TR rows. On CPU adapters (lavapipe) the
-// per-thread arrays live in a coroutine stack, so TR is the largest value
-// <= 3 whose per-thread row state stays within a budget measured on
-// lavapipe: 64 vec4 for the forward (q and the output accumulator per row),
-// 80 for the backward (k, v, dk, dv per key row); more was slower, and at
-// D = 160 with TR = 2 lavapipe crashed. On GPUs TR is 1: the row state
-// must stay in registers.
+// read from shared memory feeds TR rows. On CPU adapters (lavapipe) TR is
+// the largest value <= 3 whose per-thread row state stays within a budget
+// measured on lavapipe: 64 vec4 for the forward (q and the output
+// accumulator per row), 80 for the backward (k, v, dk, dv per key row);
+// beyond it lavapipe got slower, and at D = 160 with TR = 2 the process
+// crashed inside the driver. On GPUs TR is 1, as the row state
+// must stay in registers: on an H200 (NVIDIA Vulkan) at B=2, H=8, L=4096,
+// D=40, TR = 1 gave 10.6 TFLOP/s forward and 11.8 backward; TR = 2 gave
+// 14.5 forward but 8.5 backward, and was slower at smaller shapes.
 func (e *Engine) attnConfig(d int, kind attnKind) attnCfg {
 	c := attnCfg{d: d, dv: (d + 3) / 4, tr: 1}
 	limit := min(int(e.Limits.MaxComputeWorkgroupStorageSize), 32<<10)
@@ -53,9 +55,6 @@ func (e *Engine) attnConfig(d int, kind attnKind) attnCfg {
 		}
 		c.tr = max(1, min(3, budget/(vecs*c.dv)))
 	}
-	if attnForceTR > 0 {
-		c.tr = attnForceTR
-	}
 	return c
 }
 
@@ -65,9 +64,6 @@ const (
 	attnFwd attnKind = iota
 	attnBwd
 )
-
-// attnForceTR, when positive, overrides the rows per thread (benchmarks).
-var attnForceTR int
 
 // Attention returns softmax(scale * q k^T) v per batch and head: q
 // [B, H, Lq, D], k and v [B, H, Lk, D] (Lk may differ from Lq), D <= 160;

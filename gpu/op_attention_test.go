@@ -15,7 +15,7 @@ func TestAttention(t *testing.T) {
 	}{
 		{2, 2, 37, 53, 24, false}, // Lq != Lk, nothing a multiple of a block
 		{2, 2, 37, 53, 24, true},
-		{1, 2, 53, 37, 24, true}, // more queries than keys, causal
+		{1, 2, 53, 37, 24, true},   // more queries than keys, causal
 		{1, 1, 200, 200, 40, true}, // several key blocks and query workgroups
 		{1, 1, 200, 131, 40, false},
 		{1, 2, 70, 77, 80, false},  // cross-attention-like, Lk = 77
@@ -79,4 +79,24 @@ func TestAttention_memoryIsLinear(t *testing.T) {
 			t.Fatalf("dq[%d] = %v", i, g)
 		}
 	}
+}
+
+// TestAttention_chunked splits the (batch, head) slices over several
+// dispatches with a 32 KiB binding limit (4 slices of k per window here).
+func TestAttention_chunked(t *testing.T) {
+	withSmallBinding(t, 32<<10, func() {
+		const scale = 0.2
+		checkOp(t, opCase{
+			name:   "attention-chunked",
+			shapes: [][]int{{2, 5, 37, 32}, {2, 5, 53, 32}, {2, 5, 53, 32}},
+			gpu: func(e *Engine, in []*Tensor) *Tensor {
+				return e.Attention(in[0], in[1], in[2], scale, true)
+			},
+			ref: func(in []*ref.T) *ref.T { return ref.Attention(in[0], in[1], in[2], scale, true) },
+			refBack: func(in []*ref.T, g *ref.T) []*ref.T {
+				dq, dk, dv := ref.AttentionBackward(in[0], in[1], in[2], g, scale, true)
+				return []*ref.T{dq, dk, dv}
+			},
+		})
+	})
 }

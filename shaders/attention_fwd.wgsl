@@ -3,14 +3,17 @@
 // per (batch, head) slice bh, masking keys j >= Lk and, when causal, j > i.
 // Never materialises the Lq x Lk scores: a workgroup of 64 threads owns
 // 64*TR query rows (thread lid owns rows q0 + r*64 + lid, r < TR) and
-// streams over key/value blocks of BK rows staged in shared memory, keeping
-// per row a running max m, a running sum l and an unnormalised output
-// accumulator (rescaled by exp(m_old - m_new) when the max grows). Each
-// thread holds its rows of q (pre-scaled), the accumulator and one block of
-// scores in registers; k and v rows are read from shared memory as vec4,
-// the same address for all threads.
+// streams over key/value blocks of BK rows staged in shared memory. Keys
+// are taken one at a time (online softmax): per row a reference max m, a
+// running sum l of exp(s - m) and an unnormalised output accumulator. m
+// moves only when a score exceeds it by more than RESCALE, and then l and
+// the accumulator are rescaled by exp(m_old - m_new); so exp(s - m) stays
+// below e^RESCALE and rescaling is rare. lse = m + log(l) is exact whatever
+// m is. Each thread holds its rows of q (pre-scaled) and the accumulator
+// in private arrays; k and v rows are read from shared memory as vec4, the
+// same address for all threads.
 // Consts: D (head dim), DV = ceil(D/4), BK (keys per block), TR (rows per
-//   thread), KDV = BK*DV, TDV = TR*DV, TBK = TR*BK.
+//   thread), KDV = BK*DV, TDV = TR*DV.
 // The dispatch may cover a chunk of slices starting at slice h0: q, k, v, o
 // are bound from that slice on, lse whole.
 // Bindings: 0 params {lq, lk, scale, causal, h0}; 1 q [BH, Lq, D];
@@ -27,7 +30,7 @@ struct P { lq: u32, lk: u32, scale: f32, causal: u32, h0: u32 }
 
 const WG: u32 = 64u;
 const NEG: f32 = -3.0e38; // running max before any key
-const RESCALE: f32 = 8.0;
+const RESCALE: f32 = 8.0; // e^8 ~ 3000: sums of Lk such terms stay far from f32 overflow
 
 var<workgroup> ks: array<vec4<f32>, KDV>; // [BK, DV] key block
 var<workgroup> vs: array<vec4<f32>, KDV>; // [BK, DV] value block
@@ -95,9 +98,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (key >= p.lk || (p.causal != 0u && key > i)) {
           pr[r] = 0.0;
         } else {
-          // Lazy rescaling: the reference max moves only when a score
-          // exceeds it by more than RESCALE, so exp(s - m) stays below
-          // e^RESCALE and rescaling the accumulator is rare.
+          // Lazy rescaling (see the header); the first key always rescales
+          // (from m = NEG), which zeroes l and the accumulator.
           if (sc > m[r] + RESCALE) {
             let alpha = exp(m[r] - sc);
             m[r] = sc;
