@@ -175,7 +175,6 @@ func userDataDir() (string, error) {
 // buckets holds the top-level buckets of one transaction. They are valid
 // only for the life of that transaction.
 type buckets struct {
-	tx                            *bolt.Tx
 	meta, subjects, subjectImages *bolt.Bucket
 	models, runs, metrics         *bolt.Bucket
 	checkpoints, tensors          *bolt.Bucket
@@ -185,7 +184,7 @@ type buckets struct {
 // openBuckets looks up every top-level bucket; a missing one is corruption,
 // since Open creates them all.
 func openBuckets(tx *bolt.Tx) (*buckets, error) {
-	b := &buckets{tx: tx}
+	b := &buckets{}
 	for _, p := range []struct {
 		dst  **bolt.Bucket
 		name []byte

@@ -2,11 +2,13 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +199,58 @@ func TestDefaultPath_env(t *testing.T) {
 			t.Errorf("DefaultPath() = %q", got)
 		}
 	})
+}
+
+// Ensure concurrent writers and readers on one DB neither fail nor lose
+// writes (run with -race).
+func TestDB_concurrent_writersAndReaders(t *testing.T) {
+	db := mustOpen(t)
+	const writers, points = 4, 10
+	var runs [writers]string
+	for i := range runs {
+		runs[i] = mustRun(t, db, Run{Kind: KindAlign}).ID
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers+2)
+	for w := range writers {
+		wg.Go(func() {
+			for s := range points {
+				if err := db.AppendMetric(runs[w], "reward", s, float64(s)); err != nil {
+					errs <- err
+					return
+				}
+				if err := db.PutSubject(&Subject{Name: fmt.Sprintf("w%d-%d", w, s)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for range points {
+				if _, err := db.Runs(RunFilter{Metrics: true}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := db.Subjects(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, id := range runs {
+		if pts, _ := db.Metric(id, "reward"); len(pts) != points {
+			t.Errorf("run %s: %d points, want %d", id, len(pts), points)
+		}
+	}
+	if all, _ := db.Subjects(); len(all) != writers*points {
+		t.Errorf("%d subjects, want %d", len(all), writers*points)
+	}
 }
