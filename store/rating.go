@@ -10,9 +10,9 @@ import (
 type Choice string
 
 const (
-	ChoiceA   Choice = "A"
-	ChoiceB   Choice = "B"
-	ChoiceTie Choice = "tie"
+	ChoiceA   Choice = "A"   // image A is better
+	ChoiceB   Choice = "B"   // image B is better
+	ChoiceTie Choice = "tie" // neither
 )
 
 // Valid reports whether c is one of the choices above.
