@@ -120,20 +120,13 @@ func (e *Engine) gemm(g gemmOp) {
 		g.m *= g.batch
 		g.batch = 1
 	}
-	aRows, aCols := g.m, g.k
-	if g.transA {
-		aRows, aCols = g.k, g.m
-	}
-	bRows, bCols := g.k, g.n
-	if g.transB {
-		bRows, bCols = g.n, g.k
-	}
-	A := e.gemmSide(g.a, aCols, g.sa, g.ra)
+	A := e.gemmSide(g.a, pick(g.transA, g.m, g.k), g.sa, g.ra)
 	defer A.release()
-	B := e.gemmSide(g.b, bCols, g.sb, g.rb)
+	B := e.gemmSide(g.b, pick(g.transB, g.k, g.n), g.sb, g.rb)
 	defer B.release()
 	// C and the bias are written and read as vec4 too: with n not a multiple
 	// of 4, compute into a padded copy of C and copy it back.
+	ldc := g.n
 	if g.n%4 != 0 {
 		n4 := (g.n + 3) &^ 3
 		rows := g.c.n / g.n
@@ -153,38 +146,36 @@ func (e *Engine) gemm(g gemmOp) {
 			defer bp.Release()
 			g.bias = bp
 		}
-		g.c, g.sc, g.n = cp, g.sc/g.n*n4, n4
+		g.c, g.sc, ldc = cp, g.sc/g.n*n4, n4
 	}
 
-	// Chunks: zc items, mc rows of C (only when A is not transposed), rc
-	// reduction steps per dispatch, shrunk until every window fits one
-	// binding and the grid fits the workgroup-count limits.
+	// Chunks of zc items, mc rows of C, kc of K and rc reduction steps per
+	// dispatch, shrunk until every window fits one binding and the grid the
+	// workgroup-count limits. Chunks along K or r accumulate into C.
 	maxF := int(e.maxBinding / 4)
 	maxWG := int(e.Limits.MaxComputeWorkgroupsPerDimension)
-	fitA := func(zc, mc, rc int) bool {
-		rows := aRows
-		if !g.transA {
-			rows = mc
+	zc, mc, kc, rc := min(g.batch, maxWG), min(g.m, maxWG*mmTile), max(g.k, 1), g.nred
+	fit := func(s gemmSide, rows int) bool {
+		return s.t.Bytes() <= e.maxBinding || (zc-1)*s.s+(rc-1)*s.r+rows*s.cols+63 <= maxF
+	}
+	for {
+		fa := fit(A, pick(g.transA, kc, mc))
+		fb := fit(B, pick(g.transB, g.n, kc))
+		fc := g.c.Bytes() <= e.maxBinding || (zc-1)*g.sc+mc*ldc+63 <= maxF
+		if fa && fb && fc {
+			break
 		}
-		return A.t.Bytes() <= e.maxBinding || (zc-1)*A.s+(rc-1)*A.r+rows*A.cols+63 <= maxF
-	}
-	fitB := func(zc, rc int) bool {
-		return B.t.Bytes() <= e.maxBinding || (zc-1)*B.s+(rc-1)*B.r+bRows*B.cols+63 <= maxF
-	}
-	fitC := func(zc, mc int) bool {
-		return g.c.Bytes() <= e.maxBinding || (zc-1)*g.sc+mc*g.n+63 <= maxF
-	}
-	zc, mc, rc := min(g.batch, maxWG), min(g.m, maxWG*mmTile), g.nred
-	for !(fitA(zc, mc, rc) && fitB(zc, rc) && fitC(zc, mc)) {
 		switch {
 		case rc > 1:
 			rc = (rc + 1) / 2
 		case zc > 1:
 			zc = (zc + 1) / 2
-		case mc > 4 && !g.transA:
+		case !fa && !g.transA && mc > 4, !fc && mc > 4:
 			mc = (mc/2 + 3) &^ 3
+		case (!fa && g.transA || !fb && !g.transB) && kc > 4:
+			kc = (kc/2 + 3) &^ 3
 		default:
-			panic(fmt.Sprintf("gpu: matmul [%d x %d] @ [%d x %d] (transposed %v, %v): one item does not fit the %s binding limit", g.m, g.k, g.k, g.n, g.transA, g.transB, fmtBytes(e.maxBinding)))
+			panic(fmt.Sprintf("gpu: matmul [%d x %d] @ [%d x %d] (transposed %v, %v): a single row block does not fit the %s binding limit", g.m, g.k, g.k, g.n, g.transA, g.transB, fmtBytes(e.maxBinding)))
 		}
 	}
 	if g.bias != nil && g.bias.Bytes() > e.maxBinding {
@@ -197,30 +188,57 @@ func (e *Engine) gemm(g gemmOp) {
 			me := min(g.m, ms+mc)
 			for rs := 0; rs < g.nred; rs += rc {
 				re := min(g.nred, rs+rc)
-				aLo, aRowsW := zs*A.s+rs*A.r, aRows
-				if !g.transA {
-					aLo += ms * A.cols
-					aRowsW = me - ms
-				}
-				aw, a0 := e.span(A.t, aLo, aLo+(ze-zs-1)*A.s+(re-rs-1)*A.r+aRowsW*A.cols)
-				bLo := zs*B.s + rs*B.r
-				bw, b0 := e.span(B.t, bLo, bLo+(ze-zs-1)*B.s+(re-rs-1)*B.r+bRows*B.cols)
-				cLo := zs*g.sc + ms*g.n
-				cw, c0 := e.span(g.c, cLo, cLo+(ze-zs-1)*g.sc+(me-ms)*g.n)
-				k := gemmKernel(g.accum || rs > 0, g.bias != nil)
-				p := Params{me - ms, g.n, g.k, re - rs,
-					A.cols / 4, B.cols / 4, a0 / 4, b0 / 4,
-					A.s / 4, B.s / 4, A.r / 4, B.r / 4,
-					c0 / 4, g.sc / 4, g.transA, g.transB}
-				grid := [3]uint32{uint32(ceilDiv(g.n, mmTile)), uint32(ceilDiv(me-ms, mmTile)), uint32(ze - zs)}
-				if g.bias != nil {
-					e.Dispatch(k, p, grid, aw, bw, cw, g.bias.bind())
-				} else {
-					e.Dispatch(k, p, grid, aw, bw, cw)
+				for ks := 0; ks == 0 || ks < g.k; ks += kc {
+					ke := min(g.k, ks+kc)
+					// A's rows are M (or K when transposed), B's K (or N);
+					// the other dimension is an offset along the rows.
+					var aw, bw Binding
+					var a0, b0 int
+					if g.transA {
+						aw, a0 = e.gemmWindow(A, zs, ze, rs, re, ks, ke, ms)
+					} else {
+						aw, a0 = e.gemmWindow(A, zs, ze, rs, re, ms, me, ks)
+					}
+					if g.transB {
+						bw, b0 = e.gemmWindow(B, zs, ze, rs, re, 0, g.n, ks)
+					} else {
+						bw, b0 = e.gemmWindow(B, zs, ze, rs, re, ks, ke, 0)
+					}
+					cLo := zs*g.sc + ms*ldc
+					cw, c0 := e.span(g.c, cLo, cLo+(ze-zs-1)*g.sc+(me-ms)*ldc)
+					first := rs == 0 && ks == 0
+					k := gemmKernel(g.accum || !first, g.bias != nil && first)
+					p := Params{me - ms, g.n, ke - ks, re - rs,
+						A.cols / 4, B.cols / 4, a0, b0,
+						A.s / 4, B.s / 4, A.r / 4, B.r / 4,
+						c0 / 4, g.sc / 4, g.transA, g.transB,
+						ldc / 4, 0, 0, 0}
+					grid := [3]uint32{uint32(ceilDiv(g.n, mmTile)), uint32(ceilDiv(me-ms, mmTile)), uint32(ze - zs)}
+					if g.bias != nil && first {
+						e.Dispatch(k, p, grid, aw, bw, cw, g.bias.bind())
+					} else {
+						e.Dispatch(k, p, grid, aw, bw, cw)
+					}
 				}
 			}
 		}
 	}
+}
+
+// gemmWindow binds items [zs, ze), reduction steps [rs, re) and rows
+// [r0, r1) of each item of s and returns the binding and the vec4 index of
+// the first of those rows plus off floats (off a multiple of 4).
+func (e *Engine) gemmWindow(s gemmSide, zs, ze, rs, re, r0, r1, off int) (Binding, int) {
+	lo := zs*s.s + rs*s.r + r0*s.cols
+	b, at := e.span(s.t, lo, lo+(ze-zs-1)*s.s+(re-rs-1)*s.r+(r1-r0)*s.cols)
+	return b, (at + off) / 4
+}
+
+func pick(c bool, x, y int) int {
+	if c {
+		return x
+	}
+	return y
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -140,4 +141,74 @@ func TestLinear(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestMatMulChunked runs products whose operands exceed a 4 KiB binding
+// limit, so the GEMM splits into item, row and reduction chunks bound as
+// windows (and the padding copies and the bias column sum chunk too).
+func TestMatMulChunked(t *testing.T) {
+	if _, err := Open(Options{}); errors.Is(err, ErrNoAdapter) {
+		t.Skip("no GPU adapter: ", err)
+	}
+	e, err := Open(Options{MaxBinding: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	mm := func(c mmCase) opCase {
+		return opCase{
+			name:   "matmul " + c.name(),
+			shapes: [][]int{c.a, c.b},
+			gpu:    func(e *Engine, in []*Tensor) *Tensor { return e.MatMul(in[0], in[1], c.transA, c.transB) },
+			ref:    func(in []*ref.T) *ref.T { return ref.MatMul(in[0], in[1], c.transA, c.transB) },
+			refBack: func(in []*ref.T, g *ref.T) []*ref.T {
+				da, db := ref.MatMulBackward(in[0], in[1], g, c.transA, c.transB)
+				return []*ref.T{da, db}
+			},
+		}
+	}
+	for _, c := range []opCase{
+		mm(mm2([]int{3}, []int{3}, 37, 29, 20, false, false)), // row chunks
+		mm(mm2([]int{4}, []int{4}, 13, 21, 11, true, false)),  // item chunks
+		mm(mm2([]int{6}, nil, 20, 16, 12, false, false)),       // shared b: reduction chunks for dB
+		mm(mm2([]int{6}, nil, 20, 16, 12, true, true)),
+		{
+			name:   "linear [400, 6] -> 3",
+			shapes: [][]int{{400, 6}, {3, 6}, {3}},
+			gpu:    func(e *Engine, in []*Tensor) *Tensor { return e.Linear(in[0], in[1], in[2]) },
+			ref:    func(in []*ref.T) *ref.T { return ref.Linear(in[0], in[1], in[2]) },
+			refBack: func(in []*ref.T, g *ref.T) []*ref.T {
+				dx, dw, db := ref.LinearBackward(in[0], in[1], in[2], g)
+				return []*ref.T{dx, dw, db}
+			},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) { checkOn(t, e, c) })
+	}
+}
+
+// checkOn is checkOp's forward and backward comparison on a given engine
+// (the finite-difference check of the reference is left to checkOp).
+func checkOn(t *testing.T, e *Engine, c opCase) {
+	t.Helper()
+	r, seed := seeded(t)
+	ins := make([]*ref.T, len(c.shapes))
+	gins := make([]*Tensor, len(c.shapes))
+	for i, s := range c.shapes {
+		d := randData(r, ref.Numel(s))
+		ins[i] = ref.From(d, s...)
+		gins[i] = e.FromSlice(f32s(d), s...).SetRequiresGrad(true)
+		defer gins[i].Release()
+	}
+	want := c.ref(ins)
+	out := c.gpu(e, gins)
+	compare(t, fmt.Sprintf("%s forward (seed %d)", c.name, seed), out.MustRead(), want.Data, 1e-4, 1e-3)
+	g := ref.From(randData(r, len(want.Data)), want.Shape...)
+	if err := e.BackwardWith(out, e.FromSlice(f32s(g.Data), g.Shape...)); err != nil {
+		t.Fatal(err)
+	}
+	for i, wg := range c.refBack(ins, g) {
+		compare(t, fmt.Sprintf("%s backward input %d (seed %d)", c.name, i, seed), gins[i].Grad.MustRead(), wg.Data, 1e-4, 1e-3)
+	}
+	out.Release()
 }
