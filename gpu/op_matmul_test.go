@@ -170,7 +170,7 @@ func TestMatMulChunked(t *testing.T) {
 	for _, c := range []opCase{
 		mm(mm2([]int{3}, []int{3}, 37, 29, 20, false, false)), // row chunks
 		mm(mm2([]int{4}, []int{4}, 13, 21, 11, true, false)),  // item chunks
-		mm(mm2([]int{6}, nil, 20, 16, 12, false, false)),       // shared b: reduction chunks for dB
+		mm(mm2([]int{6}, nil, 20, 16, 12, false, false)),      // shared b: reduction chunks for dB
 		mm(mm2([]int{6}, nil, 20, 16, 12, true, true)),
 		{
 			name:   "linear [400, 6] -> 3",
