@@ -26,8 +26,31 @@ func (c convGeom) consts() string {
 
 func (c convGeom) khw() int { return c.kh * c.kw }
 
-// maxGEMMCols is the most GEMM columns one dispatch covers (64 per workgroup).
-const maxGEMMCols = 65535 * 64
+// gemmTile is the register blocking of the conv GEMM kernels: each of the
+// 8x8 threads of a workgroup owns a (4*tm4) x (4*tn4) block of the output
+// tile. On CPU drivers every vector load from memory costs a loop over the
+// SIMD lanes, so the largest blocks (16x16) are fastest there; on GPUs
+// 8x8 blocks keep register pressure reasonable. Small M gets fewer rows.
+type gemmTile struct{ tm4, tn4 int }
+
+func (e *Engine) gemmTileFor(m int) gemmTile {
+	t := gemmTile{tm4: 2, tn4: 2}
+	if e.Info.Type == "cpu" {
+		t = gemmTile{tm4: 4, tn4: 4}
+	}
+	for t.tm4 > 1 && 32*t.tm4/2 >= m {
+		t.tm4 /= 2
+	}
+	return t
+}
+
+func (t gemmTile) bm() int { return 32 * t.tm4 }
+func (t gemmTile) bn() int { return 32 * t.tn4 }
+
+func (t gemmTile) consts() string {
+	return fmt.Sprintf("const TM4: u32 = %du; const TN4: u32 = %du; const BM: u32 = %du; const BN: u32 = %du; const BM4: u32 = %du; const BN4: u32 = %du;",
+		t.tm4, t.tn4, t.bm(), t.bn(), t.bm()/4, t.bn()/4)
+}
 
 // Conv2d returns conv2d(x, w) + bias with PyTorch's semantics:
 //
@@ -132,6 +155,8 @@ func (e *Engine) convSplitFor(n int, a *Tensor, ca, planeA int, b *Tensor, cb, p
 	return s
 }
 
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
 // steps calls f(from, count) over [0, total) in steps of step.
 func steps(total, step int, f func(from, count int)) {
 	for from := 0; from < total; from += step {
@@ -148,7 +173,8 @@ func (e *Engine) spanBlock(t *Tensor, n0, nb, c, c0, cc, plane int) (Binding, in
 
 func (e *Engine) conv2dForward(c convGeom, x, w, bias, out *Tensor) {
 	s := e.convSplitFor(c.n, x, c.cin, c.planeIn, out, c.cout, c.planeOut, c.n)
-	k := Kernel{File: "conv2d_fwd.wgsl", Entry: "main", Consts: c.consts()}
+	tile := e.gemmTileFor(min(c.cout, s.bc))
+	k := Kernel{File: "conv2d_fwd.wgsl", Entry: "main", Consts: c.consts() + tile.consts()}
 	bb := w.bind()
 	if bias != nil {
 		bb = bias.bind()
@@ -165,12 +191,12 @@ func (e *Engine) conv2dForward(c convGeom, x, w, bias, out *Tensor) {
 					flags |= 1
 				}
 				ncol := nb * c.planeOut
-				steps(ncol, maxGEMMCols, func(j0, cols int) {
+				steps(ncol, 65535*tile.bn(), func(j0, cols int) {
 					p := Params{coc, ncol, cic * c.khw(), c.cin * c.khw(),
 						ci0, co0, j0, flags,
 						c.h, c.w, c.ho, c.wo,
 						xoff, c.cin * c.planeIn, ooff, c.cout * c.planeOut}
-					e.Dispatch(k, p, [3]uint32{uint32((cols + 63) / 64), uint32((coc + 63) / 64), 1}, xb, w.bind(), bb, ob)
+					e.Dispatch(k, p, [3]uint32{uint32(ceilDiv(cols, tile.bn())), uint32(ceilDiv(coc, tile.bm())), 1}, xb, w.bind(), bb, ob)
 				})
 			})
 		})
@@ -180,7 +206,8 @@ func (e *Engine) conv2dForward(c convGeom, x, w, bias, out *Tensor) {
 // conv2dBackwardInput writes dx = dL/dx [N, Cin, H, W] from g [N, Cout, Ho, Wo].
 func (e *Engine) conv2dBackwardInput(c convGeom, g, w, dx *Tensor) {
 	s := e.convSplitFor(c.n, g, c.cout, c.planeOut, dx, c.cin, c.planeIn, c.n)
-	k := Kernel{File: "conv2d_bwd_input.wgsl", Entry: "main", Consts: c.consts()}
+	tile := e.gemmTileFor(min(c.cin, s.bc))
+	k := Kernel{File: "conv2d_bwd_input.wgsl", Entry: "main", Consts: c.consts() + tile.consts()}
 	steps(c.n, s.nb, func(n0, nb int) {
 		steps(c.cin, s.bc, func(ci0, cic int) {
 			xb, xoff := e.spanBlock(dx, n0, nb, c.cin, ci0, cic, c.planeIn)
@@ -191,12 +218,12 @@ func (e *Engine) conv2dBackwardInput(c convGeom, g, w, dx *Tensor) {
 					flags = 2
 				}
 				ncol := nb * c.planeIn
-				steps(ncol, maxGEMMCols, func(j0, cols int) {
+				steps(ncol, 65535*tile.bn(), func(j0, cols int) {
 					p := Params{cic, ncol, coc * c.khw(), c.cin * c.khw(),
 						ci0, co0, j0, flags,
 						c.h, c.w, c.ho, c.wo,
 						goff, c.cout * c.planeOut, xoff, c.cin * c.planeIn}
-					e.Dispatch(k, p, [3]uint32{uint32((cols + 63) / 64), uint32((cic + 63) / 64), 1}, gb, w.bind(), xb)
+					e.Dispatch(k, p, [3]uint32{uint32(ceilDiv(cols, tile.bn())), uint32(ceilDiv(cic, tile.bm())), 1}, gb, w.bind(), xb)
 				})
 			})
 		})
@@ -205,10 +232,9 @@ func (e *Engine) conv2dBackwardInput(c convGeom, g, w, dx *Tensor) {
 
 // conv2dBackwardWeight writes dw = dL/dw [Cout, Cin, KH, KW] from g and x.
 func (e *Engine) conv2dBackwardWeight(c convGeom, g, x, dw *Tensor) {
-	// The shader's float division is exact for k = (n, pixel) < 2^24.
-	maxImgs := (1<<24 - 64) / c.planeOut
-	s := e.convSplitFor(c.n, x, c.cin, c.planeIn, g, c.cout, c.planeOut, maxImgs)
-	k := Kernel{File: "conv2d_bwd_weight.wgsl", Entry: "main", Consts: c.consts()}
+	s := e.convSplitFor(c.n, x, c.cin, c.planeIn, g, c.cout, c.planeOut, c.n)
+	tile := e.gemmTileFor(min(c.cout, s.bc))
+	k := Kernel{File: "conv2d_bwd_weight.wgsl", Entry: "main", Consts: c.consts() + tile.consts()}
 	steps(c.n, s.nb, func(n0, nb int) {
 		flags := 0
 		if n0 > 0 {
@@ -220,11 +246,10 @@ func (e *Engine) conv2dBackwardWeight(c convGeom, g, x, dw *Tensor) {
 				xb, xoff := e.spanBlock(x, n0, nb, c.cin, ci0, cic, c.planeIn)
 				ncol := cic * c.khw()
 				p := Params{coc, ncol, nb * c.planeOut, c.cin * c.khw(),
-					ci0, co0, flags, 0,
+					ci0, co0, 0, flags,
 					c.h, c.w, c.ho, c.wo,
-					goff, c.cout * c.planeOut, xoff, c.cin * c.planeIn,
-					float32(1 / float64(c.planeOut)), float32(1 / float64(c.wo)), 0, 0}
-				e.Dispatch(k, p, [3]uint32{uint32((ncol + 63) / 64), uint32((coc + 63) / 64), 1}, gb, xb, dw.bind())
+					goff, c.cout * c.planeOut, xoff, c.cin * c.planeIn}
+				e.Dispatch(k, p, [3]uint32{uint32(ceilDiv(ncol, tile.bn())), uint32(ceilDiv(coc, tile.bm())), 1}, gb, xb, dw.bind())
 			})
 		})
 	})
