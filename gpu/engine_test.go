@@ -101,6 +101,10 @@ func testConsts(e *Engine, name string) string {
 		return e.attnConfig(64, attnFwd).consts()
 	case "attention_bwd_dq.wgsl", "attention_bwd_dkdv.wgsl":
 		return e.attnConfig(64, attnBwd).consts()
+	case "matmul_fwd.wgsl":
+		return "const ACCUM: bool = false;"
+	case "conv2d_fwd.wgsl", "conv2d_bwd_input.wgsl", "conv2d_bwd_weight.wgsl":
+		return convGeom{kh: 3, kw: 3, stride: 1, pad: 1}.consts() + e.gemmTileFor(320).consts()
 	}
 	return ""
 }
