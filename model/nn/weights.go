@@ -16,17 +16,20 @@ import (
 // names) to GPU tensors. A Weights value may be a view under a key prefix
 // (Sub), sharing the tensors.
 type Weights struct {
-	E      *gpu.Engine
-	m      map[string]*gpu.Tensor
-	prefix string
+	E        *gpu.Engine
+	m        map[string]*gpu.Tensor
+	prefix   string
+	adapters *Adapters // shared by all views
 }
 
 // NewWeights returns an empty set on e.
-func NewWeights(e *gpu.Engine) *Weights { return &Weights{E: e, m: map[string]*gpu.Tensor{}} }
+func NewWeights(e *gpu.Engine) *Weights {
+	return &Weights{E: e, m: map[string]*gpu.Tensor{}, adapters: new(Adapters)}
+}
 
 // Sub returns the view of the keys under prefix + ".".
 func (w *Weights) Sub(prefix string) *Weights {
-	return &Weights{E: w.E, m: w.m, prefix: w.prefix + prefix + "."}
+	return &Weights{E: w.E, m: w.m, prefix: w.prefix + prefix + ".", adapters: w.adapters}
 }
 
 // Key returns the full key of name in this view.
