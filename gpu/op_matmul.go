@@ -1,6 +1,9 @@
 package gpu
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+)
 
 // Matrix products. MatMul (this file) and Linear (op_linear.go) run every
 // GEMM of their forward and backward passes through one kernel,
@@ -25,7 +28,35 @@ import "fmt"
 // slower; workgroup-memory tiling with barriers slower; 8 invocations along
 // x sharing their A rows beat 4x2 and 2x4 lane shapes.
 
-const mmTile = 128 // C rows and columns one workgroup covers (8 x 16)
+// MatMulKernelEnv selects the GEMM kernel: "direct" (the register-blocked
+// kernel tuned for CPU adapters, the default there) or "tiled" (the
+// workgroup-memory kernel, the default on GPUs).
+const MatMulKernelEnv = "INSTRUCTBOOTH_MATMUL"
+
+// MatMulKernel names the GEMM kernel MatMul and Linear run on: "tiled" or
+// "direct" (see MatMulKernelEnv).
+func (e *Engine) MatMulKernel() string {
+	if tiled, _ := e.gemmTiled(); tiled {
+		return "tiled"
+	}
+	return "direct"
+}
+
+// gemmTiled reports whether e runs the tiled GEMM kernel, and the rows and
+// columns of C one workgroup covers.
+func (e *Engine) gemmTiled() (bool, int) {
+	tiled := e.Info.Type != "cpu"
+	switch os.Getenv(MatMulKernelEnv) {
+	case "tiled":
+		tiled = true
+	case "direct":
+		tiled = false
+	}
+	if tiled {
+		return true, 64
+	}
+	return false, 128
+}
 
 // gemmOp describes C[z] (+)= sum over r < nred of op(A[z, r]) @ op(B[z, r])
 // (+ bias) for items z < batch: op(A) is [m, k], op(B) [k, n], C [m, n].
@@ -152,6 +183,7 @@ func (e *Engine) gemm(g gemmOp) {
 	// Chunks of zc items, mc rows of C, kc of K and rc reduction steps per
 	// dispatch, shrunk until every window fits one binding and the grid the
 	// workgroup-count limits. Chunks along K or r accumulate into C.
+	tiled, mmTile := e.gemmTiled()
 	maxF := int(e.maxBinding / 4)
 	maxWG := int(e.Limits.MaxComputeWorkgroupsPerDimension)
 	zc, mc, kc, rc := min(g.batch, maxWG), min(g.m, maxWG*mmTile), max(g.k, 1), g.nred
@@ -207,7 +239,7 @@ func (e *Engine) gemm(g gemmOp) {
 					cLo := zs*g.sc + ms*ldc
 					cw, c0 := e.span(g.c, cLo, cLo+(ze-zs-1)*g.sc+(me-ms)*ldc)
 					first := rs == 0 && ks == 0
-					k := gemmKernel(g.accum || !first, g.bias != nil && first)
+					k := gemmKernel(tiled, g.accum || !first, g.bias != nil && first)
 					p := Params{me - ms, g.n, ke - ks, re - rs,
 						A.cols / 4, B.cols / 4, a0, b0,
 						A.s / 4, B.s / 4, A.r / 4, B.r / 4,
@@ -243,12 +275,15 @@ func pick(c bool, x, y int) int {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// gemmKernel returns the GEMM pipeline: one per (accumulate, bias) pair,
+// gemmKernel returns the GEMM pipeline: one per (kernel, accumulate, bias),
 // the transposes are parameters.
-func gemmKernel(accum, bias bool) Kernel {
+func gemmKernel(tiled, accum, bias bool) Kernel {
 	entry := "main"
+	if tiled {
+		entry = "tiled"
+	}
 	if bias {
-		entry = "main_bias"
+		entry += "_bias"
 	}
 	return Kernel{File: "matmul_fwd.wgsl", Entry: entry, Consts: fmt.Sprintf("const ACCUM: bool = %v;", accum)}
 }

@@ -47,7 +47,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer e.Close()
-	fmt.Printf("device: %s\n\n", e.Info)
+	fmt.Printf("device: %s\nmatmul kernel: %s\n\n", e.Info, e.MatMulKernel())
 	const row = "%-10s %-16s %9s %19s %7s\n"
 	fmt.Printf(row, "op", "size", "GFLOP/s", "reference GFLOP/s", "ratio")
 	r := rand.New(rand.NewSource(1))
