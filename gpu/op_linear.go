@@ -77,9 +77,9 @@ func (e *Engine) colsum(g *Tensor, rows, n int) *Tensor {
 		}
 		for r0 := 0; r0 < rows || r0 == 0; r0 += rc {
 			r1 := min(rows, r0+rc)
-			gw, g0 := e.span(cur, r0*n, r1*n)
+			gw, g0 := e.span(cur, r0*n, (r1-r0)*n)
 			b0 := r0 / colsumBlock
-			ow, o0 := e.span(out, b0*n, (b0+ceilDiv(r1-r0, colsumBlock))*n)
+			ow, o0 := e.span(out, b0*n, ceilDiv(r1-r0, colsumBlock)*n)
 			p := Params{r1 - r0, n, colsumBlock, g0, o0, 0, 0, 0}
 			grid := [3]uint32{uint32(ceilDiv(n, 64)), uint32(max(1, ceilDiv(r1-r0, colsumBlock))), 1}
 			e.Dispatch(Kernel{File: "matmul_bwd.wgsl", Entry: "colsum"}, p, grid, gw, ow)

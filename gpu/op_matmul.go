@@ -106,15 +106,16 @@ func (s gemmSide) release() {
 	}
 }
 
-// span binds floats [lo, hi) of t: the whole tensor when it fits one
-// binding, else a window from the 64-float boundary at or below lo. It
-// returns the binding and the index of lo inside it.
-func (e *Engine) span(t *Tensor, lo, hi int) (Binding, int) {
+// span binds floats [from, from+count) of t: the whole tensor when it fits
+// one binding, else a window from the 64-float boundary at or below from.
+// It returns the binding and the index of from inside it. (op_conv2d.go
+// has the same helper; keep one when the branches meet.)
+func (e *Engine) span(t *Tensor, from, count int) (Binding, int) {
 	if t.Bytes() <= e.maxBinding {
-		return t.bind(), lo
+		return t.bind(), from
 	}
-	al := lo &^ 63
-	return t.window(al, hi-al), lo - al
+	start := from &^ 63
+	return t.window(start, from+count-start), from - start
 }
 
 // copyRows copies src [rows, scols] into dst [rows, dcols], zero-filling
@@ -130,8 +131,8 @@ func (e *Engine) copyRows(src, dst *Tensor, rows, scols, dcols int) {
 	}
 	for r0 := 0; r0 < rows; r0 += rc {
 		r1 := min(rows, r0+rc)
-		sb, s0 := e.span(src, r0*scols, r1*scols)
-		db, d0 := e.span(dst, r0*dcols, r1*dcols)
+		sb, s0 := e.span(src, r0*scols, (r1-r0)*scols)
+		db, d0 := e.span(dst, r0*dcols, (r1-r0)*dcols)
 		n := (r1 - r0) * dcols
 		e.Dispatch(Kernel{File: "matmul_pad.wgsl", Entry: "main"}, Params{n, scols, dcols, s0, d0, 0, 0, 0}, e.Grid1D(n, 256), sb, db)
 	}
@@ -237,7 +238,7 @@ func (e *Engine) gemm(g gemmOp) {
 						bw, b0 = e.gemmWindow(B, zs, ze, rs, re, ks, ke, 0)
 					}
 					cLo := zs*g.sc + ms*ldc
-					cw, c0 := e.span(g.c, cLo, cLo+(ze-zs-1)*g.sc+(me-ms)*ldc)
+					cw, c0 := e.span(g.c, cLo, (ze-zs-1)*g.sc+(me-ms)*ldc)
 					first := rs == 0 && ks == 0
 					k := gemmKernel(tiled, g.accum || !first, g.bias != nil && first)
 					p := Params{me - ms, g.n, ke - ks, re - rs,
@@ -262,7 +263,7 @@ func (e *Engine) gemm(g gemmOp) {
 // the first of those rows plus off floats (off a multiple of 4).
 func (e *Engine) gemmWindow(s gemmSide, zs, ze, rs, re, r0, r1, off int) (Binding, int) {
 	lo := zs*s.s + rs*s.r + r0*s.cols
-	b, at := e.span(s.t, lo, lo+(ze-zs-1)*s.s+(re-rs-1)*s.r+(r1-r0)*s.cols)
+	b, at := e.span(s.t, lo, (ze-zs-1)*s.s+(re-rs-1)*s.r+(r1-r0)*s.cols)
 	return b, (at + off) / 4
 }
 
