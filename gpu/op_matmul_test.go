@@ -57,12 +57,15 @@ func TestMatMulTransposes(t *testing.T) {
 	}
 }
 
-// TestMatMulLarge covers more than one workgroup tile (128) in M and N and
-// more than one 4-step of K with a ragged end.
+// TestMatMulLarge covers more than one workgroup tile (128) in M and N,
+// more than one 4-step of K with a ragged end, and K long enough to be
+// split into accumulating chunks.
 func TestMatMulLarge(t *testing.T) {
 	for _, c := range []mmCase{
 		mm2(nil, nil, 130, 70, 135, false, false),
 		mm2(nil, nil, 130, 70, 135, true, true),
+		mm2(nil, nil, 9, 1030, 13, false, true), // K past mmDirectK: K chunks
+		mm2(nil, nil, 9, 1030, 13, true, false),
 	} {
 		t.Run(c.name(), func(t *testing.T) { checkMatMul(t, c) })
 	}
