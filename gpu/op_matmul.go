@@ -6,27 +6,40 @@ import (
 )
 
 // Matrix products. MatMul (this file) and Linear (op_linear.go) run every
-// GEMM of their forward and backward passes through one kernel,
+// GEMM of their forward and backward passes through one shader,
 // shaders/matmul_fwd.wgsl, with transpose flags; operands whose rows are not
 // a multiple of 4 floats are first copied by shaders/matmul_pad.wgsl.
 // Linear's bias gradient is shaders/matmul_bwd.wgsl.
 // Reference: ref.MatMul / ref.MatMulBackward, ref.Linear / ref.LinearBackward.
 //
-// Kernel design and figures (lavapipe, 2 cores; go run ./cmd/bench):
-// llvmpipe runs a workgroup's invocations 8 at a time in 256-bit SIMD lanes,
-// but every storage or workgroup-memory load whose address is not a
-// compile-time constant becomes a loop over the 8 lanes with a bounds check
-// per component: about 20 cycles per lane per vec4. The FMAs themselves are
-// cheap, so the kernel is built to need few loads per FMA: each invocation
-// owns a 16x16 block of C in sixteen mat4x4 accumulators and reads A and B
-// directly as vec4 (no workgroup-memory staging, which only adds copies and
-// barriers on a CPU). Per 4-deep step of K that is 32 vec4 loads for 1024
-// FMAs. Measured at 1024^3, in CPU-seconds so that other load on the
-// machine cancels out: 4x4 per invocation ~6 GFLOP/s, 8x8 ~10-18, 16x16
-// ~22-26 (the mat4x4 form slightly ahead of scalar FMAs), 32x16 and 32x32
-// no better (spills, slower JIT); scalar loads instead of vec4 ~1.6x
-// slower; workgroup-memory tiling with barriers slower; 8 invocations along
-// x sharing their A rows beat 4x2 and 2x4 lane shapes.
+// Two kernels, chosen per adapter (MatMulKernelEnv overrides):
+//
+// "direct", for CPU adapters (lavapipe). llvmpipe runs a workgroup's
+// invocations 8 at a time in 256-bit SIMD lanes, but every storage or
+// workgroup-memory load whose address is not a compile-time constant
+// becomes a loop over the 8 lanes with a bounds check per component
+// (about 20 cycles per lane per vec4, seen in the JIT code with perf),
+// while the FMAs are cheap. So the kernel needs few loads per FMA: each
+// invocation owns a 16x16 block of C in sixteen mat4x4 accumulators and
+// reads A and B directly as vec4, no workgroup-memory staging. Per 4-deep
+// step of K: 32 vec4 loads for 1024 FMAs. K past 1024 is split into
+// dispatches that accumulate into C, so a workgroup's B panel stays in L2.
+// Variants measured at 1024^3 on the 2-core machine, in CPU-seconds (other
+// jobs were running): 4x4 per invocation ~6 GFLOP/s, 8x8 ~10-18, 16x16
+// ~22-26 with mat4x4 products (~18-22 with scalar FMAs), 32x16 and 32x32 no
+// better (spills, JIT up to 2.6 s); scalar instead of vec4 loads ~1.6x
+// slower; a workgroup-memory copy with barriers every 16 or 32 k slower;
+// 8 invocations along x sharing their A rows beat 4x2 and 2x4 lane shapes;
+// a nested loop over reduction steps cost ~12% against one flat loop;
+// runtime transpose flags ~5% against constants but one pipeline (each
+// costs 1-4 s of JIT) instead of four. Reading A and B through textures
+// instead (llvmpipe's texel fetch is a vector gather) measured 1.6-2x
+// faster, but would need texture copies of every operand.
+//
+// "tiled", for GPUs: a 16x16 workgroup computes a 64x64 tile of C, 4x4 per
+// invocation, from 16-deep slices staged in workgroup memory. On an NVIDIA
+// H200 (Vulkan): 6.0, 19.8, 26.1 TFLOP/s at 512, 1024, 2048 (direct: 0.6,
+// 2.3, 7.5); on lavapipe ~5 GFLOP/s.
 
 // MatMulKernelEnv selects the GEMM kernel: "direct" (the register-blocked
 // kernel tuned for CPU adapters, the default there) or "tiled" (the

@@ -25,7 +25,9 @@
 // b0 + z*sb + r*rb (a stride of 0 shares the operand); item z of C starts
 // at vec4 c0 + z*sc.
 //
-// Tiling, tuned for llvmpipe (see op_matmul.go for the measurements): each
+// Entries main / main_bias, the "direct" kernel tuned for llvmpipe (see
+// op_matmul.go for the measurements; the tiled entries for GPUs are at the
+// end of this file): each
 // invocation computes a 16x16 block of C in sixteen mat4x4 accumulators,
 // reading A and B straight from the storage buffers (no workgroup memory:
 // on llvmpipe every non-constant load is a per-lane loop, so what counts is
