@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rajveermalviya/go-webgpu/wgpu"
 )
@@ -237,12 +238,13 @@ func (e *Engine) Sync() error {
 	if err := e.rec.flush(); err != nil {
 		return err
 	}
-	// wgpu 0.17's blocking poll gives up after 5 s; poll until the queue
-	// is really empty.
-	for !e.dev.Poll(true, nil) {
+	// wgpu 0.17's blocking wait gives up after 5 s and then treats the
+	// work as finished; poll without waiting until the queue is empty.
+	for pause := time.Microsecond; !e.dev.Poll(false, nil); pause = min(2*pause, time.Millisecond) {
 		if e.lost != nil {
 			break
 		}
+		time.Sleep(pause)
 	}
 	return e.lost
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/instructbooth/instructbooth/shaders"
 	"github.com/rajveermalviya/go-webgpu/wgpu"
@@ -215,4 +216,45 @@ func TestErrDeviceLost_isSticky(t *testing.T) {
 	if !errors.Is(err, ErrDeviceLost) || !errors.Is(e.Err(), ErrDeviceLost) {
 		t.Fatalf("fail did not classify device loss: %v", err)
 	}
+}
+
+// TestReadback_afterLongBatch reads the result of a batch that keeps the
+// device busy for several seconds on lavapipe: wgpu 0.17's blocking wait
+// gives up after 5 s and would hand back stale data; the engine's readback
+// polls instead and must see the finished result.
+func TestReadback_afterLongBatch(t *testing.T) {
+	e := engine(t)
+	const n = 768
+	id := make([]float32, n*n)
+	x := make([]float32, n*n)
+	r, _ := seeded(t)
+	for i := 0; i < n; i++ {
+		id[i*n+i] = 1
+	}
+	for i := range x {
+		x[i] = float32(r.Intn(100)) // exact under repeated identity products
+	}
+	w := e.FromSlice(id, n, n)
+	h := e.FromSlice(x, n, n)
+	defer w.Release()
+	steps := 80 // ~6 s of work on two lavapipe cores, milliseconds on a GPU
+	if testing.Short() {
+		steps = 10
+	}
+	start := time.Now()
+	e.NoGrad(func() {
+		for i := 0; i < steps; i++ {
+			next := e.MatMul(h, w, false, i%2 == 1)
+			h.Release()
+			h = next
+		}
+	})
+	got := h.MustRead()
+	t.Logf("%d chained %dx%d products read back after %v", steps, n, n, time.Since(start))
+	for i := range x {
+		if got[i] != x[i] {
+			t.Fatalf("element %d = %g, want %g (stale readback?)", i, got[i], x[i])
+		}
+	}
+	h.Release()
 }

@@ -18,6 +18,7 @@ package gpu
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct { void *queue; uint64_t submissionIndex; } ib_wrapped_index;
 typedef void (*ib_map_cb)(uint32_t status, void *userdata);
@@ -35,13 +36,24 @@ static int32_t *ib_new_slot(void) { return (int32_t *)malloc(sizeof(int32_t)); }
 // ib_map_read maps [offset, offset+size) of buffer for reading and waits for
 // submission idx on queue. It returns the map status (0 = success), or -1 if
 // the callback never ran.
+// It never uses wgpu's blocking wait: wgpu 0.17 gives up on that after
+// 5 s and then treats the submission as finished, so a readback of a batch
+// that runs longer would see stale data (and the driver could crash when
+// resources still in use are freed). Instead it polls without waiting,
+// sleeping between polls with exponential backoff (1 us to 1 ms), until the
+// map callback has run.
 static int32_t ib_map_read(void *device, void *queue, uint64_t idx, void *buffer,
                            size_t offset, size_t size, int32_t *slot) {
+	(void)queue; (void)idx;
 	*slot = -1;
 	wgpuBufferMapAsync(buffer, 1 , offset, size, ib_map_done, slot);
-	ib_wrapped_index w = { queue, idx };
-	for (int i = 0; i < 1000 && *(volatile int32_t *)slot == -1; i++) {
-		wgpuDevicePoll(device, true, i == 0 ? &w : NULL);
+	long pause = 1000; // ns
+	while (*(volatile int32_t *)slot == -1) {
+		wgpuDevicePoll(device, false, NULL);
+		if (*(volatile int32_t *)slot != -1) break;
+		struct timespec ts = { 0, pause };
+		nanosleep(&ts, NULL);
+		if (pause < 1000000) pause *= 2;
 	}
 	return *(volatile int32_t *)slot;
 }
@@ -72,7 +84,6 @@ func (s mapSlot) free()   { C.free(unsafe.Pointer(s.p)) }
 
 // Map status codes from webgpu.h.
 var mapStatusText = map[int32]string{
-	-1: "callback never ran",
 	1:  "validation error",
 	2:  "unknown error",
 	3:  "device lost",

@@ -1,31 +1,78 @@
 package gpu
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+)
 
 // Matrix products. MatMul (this file) and Linear (op_linear.go) run every
-// GEMM of their forward and backward passes through one kernel,
+// GEMM of their forward and backward passes through one shader,
 // shaders/matmul_fwd.wgsl, with transpose flags; operands whose rows are not
 // a multiple of 4 floats are first copied by shaders/matmul_pad.wgsl.
 // Linear's bias gradient is shaders/matmul_bwd.wgsl.
 // Reference: ref.MatMul / ref.MatMulBackward, ref.Linear / ref.LinearBackward.
 //
-// Kernel design and figures (lavapipe, 2 cores; go run ./cmd/bench):
-// llvmpipe runs a workgroup's invocations 8 at a time in 256-bit SIMD lanes,
-// but every storage or workgroup-memory load whose address is not a
-// compile-time constant becomes a loop over the 8 lanes with a bounds check
-// per component: about 20 cycles per lane per vec4. The FMAs themselves are
-// cheap, so the kernel is built to need few loads per FMA: each invocation
-// owns a 16x16 block of C in sixteen mat4x4 accumulators and reads A and B
-// directly as vec4 (no workgroup-memory staging, which only adds copies and
-// barriers on a CPU). Per 4-deep step of K that is 32 vec4 loads for 1024
-// FMAs. Measured at 1024^3, in CPU-seconds so that other load on the
-// machine cancels out: 4x4 per invocation ~6 GFLOP/s, 8x8 ~10-18, 16x16
-// ~22-26 (the mat4x4 form slightly ahead of scalar FMAs), 32x16 and 32x32
-// no better (spills, slower JIT); scalar loads instead of vec4 ~1.6x
-// slower; workgroup-memory tiling with barriers slower; 8 invocations along
-// x sharing their A rows beat 4x2 and 2x4 lane shapes.
+// Two kernels, chosen per adapter (MatMulKernelEnv overrides):
+//
+// "direct", for CPU adapters (lavapipe). llvmpipe runs a workgroup's
+// invocations 8 at a time in 256-bit SIMD lanes, but every storage or
+// workgroup-memory load whose address is not a compile-time constant
+// becomes a loop over the 8 lanes with a bounds check per component
+// (about 20 cycles per lane per vec4, seen in the JIT code with perf),
+// while the FMAs are cheap. So the kernel needs few loads per FMA: each
+// invocation owns a 16x16 block of C in sixteen mat4x4 accumulators and
+// reads A and B directly as vec4, no workgroup-memory staging. Per 4-deep
+// step of K: 32 vec4 loads for 1024 FMAs. K past 1024 is split into
+// dispatches that accumulate into C, so a workgroup's B panel stays in L2.
+// Variants measured at 1024^3 on the 2-core machine, in CPU-seconds (other
+// jobs were running): 4x4 per invocation ~6 GFLOP/s, 8x8 ~10-18, 16x16
+// ~22-26 with mat4x4 products (~18-22 with scalar FMAs), 32x16 and 32x32 no
+// better (spills, JIT up to 2.6 s); scalar instead of vec4 loads ~1.6x
+// slower; a workgroup-memory copy with barriers every 16 or 32 k slower;
+// 8 invocations along x sharing their A rows beat 4x2 and 2x4 lane shapes;
+// a nested loop over reduction steps cost ~12% against one flat loop;
+// runtime transpose flags ~5% against constants but one pipeline (each
+// costs 1-4 s of JIT) instead of four. Reading A and B through textures
+// instead (llvmpipe's texel fetch is a vector gather) measured 1.6-2x
+// faster, but would need texture copies of every operand.
+//
+// "tiled", for GPUs: a 16x16 workgroup computes a 64x64 tile of C, 4x4 per
+// invocation, from 16-deep slices staged in workgroup memory. On an NVIDIA
+// H200 (Vulkan): 6.0, 19.8, 26.1 TFLOP/s at 512, 1024, 2048 (direct: 0.6,
+// 2.3, 7.5); on lavapipe ~5 GFLOP/s.
 
-const mmTile = 128 // C rows and columns one workgroup covers (8 x 16)
+// MatMulKernelEnv selects the GEMM kernel: "direct" (the register-blocked
+// kernel tuned for CPU adapters, the default there) or "tiled" (the
+// workgroup-memory kernel, the default on GPUs).
+const MatMulKernelEnv = "INSTRUCTBOOTH_MATMUL"
+
+// MatMulKernel names the GEMM kernel MatMul and Linear run on: "tiled" or
+// "direct" (see MatMulKernelEnv).
+func (e *Engine) MatMulKernel() string {
+	if tiled, _ := e.gemmTiled(); tiled {
+		return "tiled"
+	}
+	return "direct"
+}
+
+// mmDirectK is the longest K range one direct-kernel dispatch covers.
+const mmDirectK = 1024
+
+// gemmTiled reports whether e runs the tiled GEMM kernel, and the rows and
+// columns of C one workgroup covers.
+func (e *Engine) gemmTiled() (bool, int) {
+	tiled := e.Info.Type != "cpu"
+	switch os.Getenv(MatMulKernelEnv) {
+	case "tiled":
+		tiled = true
+	case "direct":
+		tiled = false
+	}
+	if tiled {
+		return true, 64
+	}
+	return false, 128
+}
 
 // gemmOp describes C[z] (+)= sum over r < nred of op(A[z, r]) @ op(B[z, r])
 // (+ bias) for items z < batch: op(A) is [m, k], op(B) [k, n], C [m, n].
@@ -141,6 +188,7 @@ func (e *Engine) gemm(g gemmOp) {
 	// Chunks of zc items, mc rows of C, kc of K and rc reduction steps per
 	// dispatch, shrunk until every window fits one binding and the grid the
 	// workgroup-count limits. Chunks along K or r accumulate into C.
+	tiled, mmTile := e.gemmTiled()
 	maxF := int(e.maxBinding / 4)
 	maxWG := int(e.Limits.MaxComputeWorkgroupsPerDimension)
 	zc, mc, kc, rc := min(g.batch, maxWG), min(g.m, maxWG*mmTile), max(g.k, 1), g.nred
@@ -166,6 +214,13 @@ func (e *Engine) gemm(g gemmOp) {
 		default:
 			panic(fmt.Sprintf("gpu: matmul [%d x %d] @ [%d x %d] (transposed %v, %v): a single row block does not fit the %s binding limit", g.m, g.k, g.k, g.n, g.transA, g.transB, fmtBytes(e.maxBinding)))
 		}
+	}
+	// On the direct (CPU) kernel a workgroup streams its whole K range of B
+	// through the cache once per 16 rows; past ~1024 that no longer stays
+	// in L2 and K chunks that accumulate into C are faster (2048^3: ~20
+	// GFLOP/s instead of ~15 on lavapipe).
+	if !tiled && kc > mmDirectK {
+		kc = (ceilDiv(kc, ceilDiv(kc, mmDirectK)) + 3) &^ 3
 	}
 	if g.bias != nil && g.bias.Bytes() > e.maxBinding {
 		panic(fmt.Sprintf("gpu: matmul bias of %s exceeds the binding limit", fmtBytes(g.bias.Bytes())))
@@ -196,7 +251,7 @@ func (e *Engine) gemm(g gemmOp) {
 					cLo := zs*g.sc + ms*ldc
 					cw, c0 := e.span(g.c, cLo, (ze-zs-1)*g.sc+(me-ms)*ldc)
 					first := rs == 0 && ks == 0
-					k := gemmKernel(g.accum || !first, g.bias != nil && first)
+					k := gemmKernel(tiled, g.accum || !first, g.bias != nil && first)
 					p := Params{me - ms, g.n, ke - ks, re - rs,
 						A.cols / 4, B.cols / 4, a0, b0,
 						A.s / 4, B.s / 4, A.r / 4, B.r / 4,
@@ -232,12 +287,15 @@ func pick(c bool, x, y int) int {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// gemmKernel returns the GEMM pipeline: one per (accumulate, bias) pair,
+// gemmKernel returns the GEMM pipeline: one per (kernel, accumulate, bias),
 // the transposes are parameters.
-func gemmKernel(accum, bias bool) Kernel {
+func gemmKernel(tiled, accum, bias bool) Kernel {
 	entry := "main"
+	if tiled {
+		entry = "tiled"
+	}
 	if bias {
-		entry = "main_bias"
+		entry += "_bias"
 	}
 	return Kernel{File: "matmul_fwd.wgsl", Entry: entry, Consts: fmt.Sprintf("const ACCUM: bool = %v;", accum)}
 }

@@ -57,12 +57,15 @@ func TestMatMulTransposes(t *testing.T) {
 	}
 }
 
-// TestMatMulLarge covers more than one workgroup tile (128) in M and N and
-// more than one 4-step of K with a ragged end.
+// TestMatMulLarge covers more than one workgroup tile (128) in M and N,
+// more than one 4-step of K with a ragged end, and K long enough to be
+// split into accumulating chunks.
 func TestMatMulLarge(t *testing.T) {
 	for _, c := range []mmCase{
 		mm2(nil, nil, 130, 70, 135, false, false),
 		mm2(nil, nil, 130, 70, 135, true, true),
+		mm2(nil, nil, 9, 1030, 13, false, true), // K past mmDirectK: K chunks
+		mm2(nil, nil, 9, 1030, 13, true, false),
 	} {
 		t.Run(c.name(), func(t *testing.T) { checkMatMul(t, c) })
 	}
@@ -211,4 +214,37 @@ func checkOn(t *testing.T, e *Engine, c opCase) {
 		compare(t, fmt.Sprintf("%s backward input %d (seed %d)", c.name, i, seed), gins[i].Grad.MustRead(), wg.Data, 1e-4, 1e-3)
 	}
 	out.Release()
+}
+
+// TestMatMulOtherKernel runs cases through the GEMM kernel this adapter
+// does not use by default (the tiled GPU kernel on lavapipe, the direct CPU
+// kernel on a GPU), so both stay tested wherever the tests run.
+func TestMatMulOtherKernel(t *testing.T) {
+	e := engine(t)
+	other := "tiled"
+	if tiled, _ := e.gemmTiled(); tiled {
+		other = "direct"
+	}
+	t.Setenv(MatMulKernelEnv, other)
+	for _, c := range []mmCase{
+		mm2(nil, nil, 37, 29, 53, false, false),
+		mm2(nil, nil, 70, 33, 67, true, true),
+		mm2([]int{3}, []int{3}, 17, 9, 21, true, false),
+		mm2([]int{2, 5}, nil, 7, 29, 53, false, true),
+		mm2([]int{3}, nil, 13, 10, 11, true, false),
+	} {
+		t.Run(other+" "+c.name(), func(t *testing.T) { checkMatMul(t, c) })
+	}
+	t.Run(other+" linear", func(t *testing.T) {
+		checkOp(t, opCase{
+			name:   "linear",
+			shapes: [][]int{{2, 5, 29}, {11, 29}, {11}},
+			gpu:    func(e *Engine, in []*Tensor) *Tensor { return e.Linear(in[0], in[1], in[2]) },
+			ref:    func(in []*ref.T) *ref.T { return ref.Linear(in[0], in[1], in[2]) },
+			refBack: func(in []*ref.T, g *ref.T) []*ref.T {
+				dx, dw, db := ref.LinearBackward(in[0], in[1], in[2], g)
+				return []*ref.T{dx, dw, db}
+			},
+		})
+	})
 }

@@ -25,7 +25,9 @@
 // b0 + z*sb + r*rb (a stride of 0 shares the operand); item z of C starts
 // at vec4 c0 + z*sc.
 //
-// Tiling, tuned for llvmpipe (see op_matmul.go for the measurements): each
+// Entries main / main_bias, the "direct" kernel tuned for llvmpipe (see
+// op_matmul.go for the measurements; the tiled entries for GPUs are at the
+// end of this file): each
 // invocation computes a 16x16 block of C in sixteen mat4x4 accumulators,
 // reading A and B straight from the storage buffers (no workgroup memory:
 // on llvmpipe every non-constant load is a per-lane loop, so what counts is
@@ -198,4 +200,99 @@ fn main_bias(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = gid.x * 16u;
   if (m0 >= p.M || n0 >= p.N) { return; }
   put_tile(gid.z, m0, n0, tile(gid.z, m0, n0), bias4(n0), bias4(n0 + 4u), bias4(n0 + 8u), bias4(n0 + 12u));
+}
+
+// ---------------------------------------------------------------------------
+// Entries tiled / tiled_bias: the same GEMM for real GPUs, which op_matmul.go
+// picks on discrete and integrated adapters. Classic workgroup-memory
+// tiling: a 16x16 workgroup computes a 64x64 tile of C, 4x4 outputs per
+// invocation, staging 16-deep slices of op(A) and op(B) in workgroup memory
+// (one vec4 load per invocation and operand per slice). Same bindings,
+// parameters and edge rules as main.
+// Dispatch: (ceil(N / 64), ceil(M / 64), items), workgroup 16x16.
+
+var<workgroup> As: array<vec4<f32>, 256>; // [16 k][16 vec4s of m]
+var<workgroup> Bs: array<vec4<f32>, 256>; // [16 k][16 vec4s of n]
+
+// stage loads slice kt (k = 16*kt..16*kt+15) of the tile at (m0, n0) into
+// As and Bs; invocation t (0..255) loads one vec4 of each operand.
+fn stage(t: u32, abase: u32, bbase: u32, m0: u32, n0: u32, kt: u32) {
+  if (p.trans_a != 0u) { // A^T [K, Mp]: row k, vec4 of m
+    let ki = t / 16u;
+    let mq = t % 16u;
+    As[ki * 16u + mq] = ld_a(abase, kt * 16u + ki, p.K, min(m0 + 4u * mq, p.M - 1u) / 4u);
+  } else { // A [M, Kp]: row m, vec4 of k, scattered to k-major
+    let mi = t / 4u;
+    let kq = t % 4u;
+    let c = kt * 4u + kq;
+    let v = select(vec4<f32>(0.0), A[abase + min(m0 + mi, p.M - 1u) * p.lda + min(c, p.lda - 1u)], c < p.lda);
+    let at = mi / 4u;
+    let sub = mi % 4u;
+    As[(kq * 4u) * 16u + at][sub] = v.x;
+    As[(kq * 4u + 1u) * 16u + at][sub] = v.y;
+    As[(kq * 4u + 2u) * 16u + at][sub] = v.z;
+    As[(kq * 4u + 3u) * 16u + at][sub] = v.w;
+  }
+  if (p.trans_b != 0u) { // B^T [N, Kp]: row n, vec4 of k, scattered to k-major
+    let ni = t / 4u;
+    let kq = t % 4u;
+    let c = kt * 4u + kq;
+    let v = select(vec4<f32>(0.0), B[bbase + min(n0 + ni, p.N - 1u) * p.ldb + min(c, p.ldb - 1u)], c < p.ldb);
+    let at = ni / 4u;
+    let sub = ni % 4u;
+    Bs[(kq * 4u) * 16u + at][sub] = v.x;
+    Bs[(kq * 4u + 1u) * 16u + at][sub] = v.y;
+    Bs[(kq * 4u + 2u) * 16u + at][sub] = v.z;
+    Bs[(kq * 4u + 3u) * 16u + at][sub] = v.w;
+  } else { // B [K, Np]: row k, vec4 of n
+    let ki = t / 16u;
+    let nq = t % 16u;
+    Bs[ki * 16u + nq] = ld_b(bbase, kt * 16u + ki, p.K, min(n0 + 4u * nq, p.N - 1u) / 4u);
+  }
+}
+
+// tiled_acc returns this invocation's 4x4 block: column i holds
+// C[m0 + 4*ly + i][n0 + 4*lx .. +3].
+fn tiled_acc(z: u32, m0: u32, n0: u32, lid: vec3<u32>) -> mat4x4<f32> {
+  let t = lid.y * 16u + lid.x;
+  let nkt = (p.K + 15u) / 16u;
+  var acc = mat4x4<f32>();
+  var abase = p.a0 + z * p.sa;
+  var bbase = p.b0 + z * p.sb;
+  var kt = 0u;
+  for (var it = p.nred * nkt; it > 0u; it--) {
+    stage(t, abase, bbase, m0, n0, kt);
+    workgroupBarrier();
+    for (var kk = 0u; kk < 16u; kk++) {
+      let a = As[kk * 16u + lid.y];
+      let b = Bs[kk * 16u + lid.x];
+      acc[0] += a.x * b;
+      acc[1] += a.y * b;
+      acc[2] += a.z * b;
+      acc[3] += a.w * b;
+    }
+    workgroupBarrier();
+    kt++;
+    let wrap = kt == nkt;
+    kt = select(kt, 0u, wrap);
+    abase = select(abase, abase + p.ra, wrap);
+    bbase = select(bbase, bbase + p.rb, wrap);
+  }
+  return acc;
+}
+
+@compute @workgroup_size(16, 16)
+fn tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let m0 = wg.y * 64u;
+  let n0 = wg.x * 64u;
+  let acc = tiled_acc(wg.z, m0, n0, lid);
+  put_block(wg.z, m0 + 4u * lid.y, n0 + 4u * lid.x, acc, vec4<f32>(0.0));
+}
+
+@compute @workgroup_size(16, 16)
+fn tiled_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let m0 = wg.y * 64u;
+  let n0 = wg.x * 64u;
+  let acc = tiled_acc(wg.z, m0, n0, lid);
+  put_block(wg.z, m0 + 4u * lid.y, n0 + 4u * lid.x, acc, bias4(n0 + 4u * lid.x));
 }

@@ -10,7 +10,7 @@
 // only records work, and a CPU reference run. Timing: one warm-up run (it
 // pays for the shader JIT), one timed run to size the loop, then N runs
 // closed by a final wait for the device, N chosen so the loop lasts about
-// -min. The wait is Engine.WaitIdle, which unlike Sync has no 5 s limit.
+// -min. The wait is Engine.Sync.
 package main
 
 import (
@@ -47,7 +47,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer e.Close()
-	fmt.Printf("device: %s\n\n", e.Info)
+	fmt.Printf("device: %s\nmatmul kernel: %s\n\n", e.Info, e.MatMulKernel())
 	const row = "%-10s %-16s %9s %19s %7s\n"
 	fmt.Printf(row, "op", "size", "GFLOP/s", "reference GFLOP/s", "ratio")
 	r := rand.New(rand.NewSource(1))
@@ -57,7 +57,7 @@ func main() {
 		}
 		run, ref, done := c.prepare(e, r)
 		wait := func() {
-			if err := e.WaitIdle(); err != nil {
+			if err := e.Sync(); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
 			}
