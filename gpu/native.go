@@ -84,14 +84,14 @@ func (s mapSlot) free()   { C.free(unsafe.Pointer(s.p)) }
 
 // Map status codes from webgpu.h.
 var mapStatusText = map[int32]string{
-	1:  "validation error",
-	2:  "unknown error",
-	3:  "device lost",
-	4:  "buffer destroyed before callback",
-	5:  "buffer unmapped before callback",
-	6:  "mapping already pending",
-	7:  "offset out of range",
-	8:  "size out of range",
+	1: "validation error",
+	2: "unknown error",
+	3: "device lost",
+	4: "buffer destroyed before callback",
+	5: "buffer unmapped before callback",
+	6: "mapping already pending",
+	7: "offset out of range",
+	8: "size out of range",
 }
 
 // mapRead maps a staging buffer after submission idx completes. On success
