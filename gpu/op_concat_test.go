@@ -13,7 +13,7 @@ func TestConcat(t *testing.T) {
 		shapes [][]int
 	}{
 		{1, [][]int{{2, 3, 4, 5}, {2, 1, 4, 5}, {2, 6, 4, 5}}}, // channels (skip connections)
-		{-1, [][]int{{3, 5, 7}, {3, 5, 2}, {3, 5, 9}}},          // last dimension
+		{-1, [][]int{{3, 5, 7}, {3, 5, 2}, {3, 5, 9}}},         // last dimension
 		{0, [][]int{{2, 67}, {5, 67}, {1, 67}}},
 		{1, [][]int{{2, 0, 3}, {2, 4, 3}, {2, 1, 3}}}, // an empty input
 	} {
