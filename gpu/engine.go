@@ -237,7 +237,13 @@ func (e *Engine) Sync() error {
 	if err := e.rec.flush(); err != nil {
 		return err
 	}
-	e.dev.Poll(true, nil)
+	// wgpu 0.17's blocking poll gives up after 5 s; poll until the queue
+	// is really empty.
+	for !e.dev.Poll(true, nil) {
+		if e.lost != nil {
+			break
+		}
+	}
 	return e.lost
 }
 

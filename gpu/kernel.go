@@ -194,6 +194,9 @@ func (r *recorder) flush() error {
 	}
 	r.lastSub = r.e.queue.Submit(cb)
 	cb.Release()
+	// Let wgpu retire finished submissions and free their resources
+	// without blocking.
+	r.e.dev.Poll(false, nil)
 	for _, g := range r.groups {
 		g.Release()
 	}

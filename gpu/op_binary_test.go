@@ -8,10 +8,10 @@ import (
 
 func TestBinary(t *testing.T) {
 	shapes := [][2][]int{
-		{{3, 37, 5}, {3, 37, 5}},    // same shape
-		{{2, 7, 9, 11}, {7, 1, 1}},  // per-channel bias
-		{{13, 1}, {1, 300}},         // outer broadcast both ways
-		{{301}, {1}},                // scalar operand
+		{{3, 37, 5}, {3, 37, 5}},   // same shape
+		{{2, 7, 9, 11}, {7, 1, 1}}, // per-channel bias
+		{{13, 1}, {1, 300}},        // outer broadcast both ways
+		{{301}, {1}},               // scalar operand
 		{{2, 3, 17, 19}, {2, 3, 1, 1}},
 	}
 	for _, op := range []struct {

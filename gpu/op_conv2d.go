@@ -155,7 +155,6 @@ func (e *Engine) convSplitFor(n int, a *Tensor, ca, planeA int, b *Tensor, cb, p
 	return s
 }
 
-func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // steps calls f(from, count) over [0, total) in steps of step.
 func steps(total, step int, f func(from, count int)) {

@@ -1,0 +1,102 @@
+package gpu
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/instructbooth/instructbooth/gpu/ref"
+)
+
+func TestAttention(t *testing.T) {
+	cases := []struct {
+		b, h, lq, lk, d int
+		causal          bool
+	}{
+		{2, 2, 37, 53, 24, false}, // Lq != Lk, nothing a multiple of a block
+		{2, 2, 37, 53, 24, true},
+		{1, 2, 53, 37, 24, true},   // more queries than keys, causal
+		{1, 1, 200, 200, 40, true}, // several key blocks and query workgroups
+		{1, 1, 200, 131, 40, false},
+		{1, 2, 70, 77, 80, false},  // cross-attention-like, Lk = 77
+		{1, 1, 5, 130, 160, false}, // largest head dim, several key blocks
+		{1, 1, 9, 11, 3, true},     // head dim not a multiple of 4
+	}
+	for _, c := range cases {
+		c := c
+		name := fmt.Sprintf("B%dH%dLq%dLk%dD%d", c.b, c.h, c.lq, c.lk, c.d)
+		if c.causal {
+			name += "-causal"
+		}
+		t.Run(name, func(t *testing.T) {
+			scale := 1 / math.Sqrt(float64(c.d))
+			checkOp(t, opCase{
+				name:   "attention " + name,
+				shapes: [][]int{{c.b, c.h, c.lq, c.d}, {c.b, c.h, c.lk, c.d}, {c.b, c.h, c.lk, c.d}},
+				gpu: func(e *Engine, in []*Tensor) *Tensor {
+					return e.Attention(in[0], in[1], in[2], float32(scale), c.causal)
+				},
+				ref: func(in []*ref.T) *ref.T { return ref.Attention(in[0], in[1], in[2], scale, c.causal) },
+				refBack: func(in []*ref.T, g *ref.T) []*ref.T {
+					dq, dk, dv := ref.AttentionBackward(in[0], in[1], in[2], g, scale, c.causal)
+					return []*ref.T{dq, dk, dv}
+				},
+			})
+		})
+	}
+}
+
+// TestAttention_memoryIsLinear checks that forward and backward allocate
+// O(L*D), not the L x L scores: at L = 2048, D = 8 one score matrix would be
+// 16 MiB while q, k, v are 64 KiB each.
+func TestAttention_memoryIsLinear(t *testing.T) {
+	e := engine(t)
+	const L, D = 2048, 8
+	q, k, v := benchQKV(e, 1, 1, L, L, D)
+	defer releaseAll(q, k, v)
+	for _, x := range []*Tensor{q, k, v} {
+		x.SetRequiresGrad(true)
+	}
+	defer ZeroGrad(q, k, v)
+	before := e.MemStats().LiveTotal
+	e.ResetPeaks()
+	out := e.Attention(q, k, v, 0.3, true)
+	if err := e.BackwardWith(out, e.Full(1, out.Shape()...)); err != nil {
+		t.Fatal(err)
+	}
+	out.Release()
+	if err := e.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	peak := e.MemStats().PeakTotal - before
+	// out, g, dq, dk, dv (64 KiB each) and lse, delta (8 KiB each).
+	if limit := uint64(8 * L * D * 4); peak > limit {
+		t.Fatalf("attention peaked at %s over its inputs, want at most %s", fmtBytes(peak), fmtBytes(limit))
+	}
+	t.Logf("peak %s above the inputs", fmtBytes(peak))
+	for i, g := range q.Grad.MustRead() {
+		if math.IsNaN(float64(g)) || math.IsInf(float64(g), 0) {
+			t.Fatalf("dq[%d] = %v", i, g)
+		}
+	}
+}
+
+// TestAttention_chunked splits the (batch, head) slices over several
+// dispatches with a 32 KiB binding limit (4 slices of k per window here).
+func TestAttention_chunked(t *testing.T) {
+	withSmallBinding(t, 32<<10, func() {
+		const scale = 0.2
+		checkOp(t, opCase{
+			name:   "attention-chunked",
+			shapes: [][]int{{2, 5, 37, 32}, {2, 5, 53, 32}, {2, 5, 53, 32}},
+			gpu: func(e *Engine, in []*Tensor) *Tensor {
+				return e.Attention(in[0], in[1], in[2], scale, true)
+			},
+			ref: func(in []*ref.T) *ref.T { return ref.Attention(in[0], in[1], in[2], scale, true) },
+			refBack: func(in []*ref.T, g *ref.T) []*ref.T {
+				dq, dk, dv := ref.AttentionBackward(in[0], in[1], in[2], g, scale, true)
+				return []*ref.T{dq, dk, dv}
+			},
+		})
+	})
+}
