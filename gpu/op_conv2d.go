@@ -179,7 +179,6 @@ func (e *Engine) convSplitFor(n int, a *Tensor, ca, planeA int, b *Tensor, cb, p
 	return s
 }
 
-
 // steps calls f(from, count) over [0, total) in steps of step.
 func steps(total, step int, f func(from, count int)) {
 	for from := 0; from < total; from += step {
