@@ -10,7 +10,10 @@ import (
 // BenchmarkConv2d times the convolution kernels at Stable Diffusion-like
 // shapes (scaled so one iteration takes well under a second on lavapipe)
 // and reports GFLOP/s: 2*N*Cout*Ho*Wo*Cin*KH*KW flops for the forward and
-// for each of the two backward GEMMs (dX, dW). Run with
+// for each of the two backward GEMMs (dX, dW). On CPU adapters it also
+// reports GFLOP per CPU-second of this process (GFLOP/cpu-s), which is what
+// to compare on a machine shared with other jobs. Each iteration ends with
+// WaitIdle; the first run (the pipeline's JIT) is not timed. Run with
 //
 //	go test ./gpu -run '^$' -bench Conv2d -benchtime 3x
 func BenchmarkConv2d(b *testing.B) {
@@ -51,18 +54,22 @@ func BenchmarkConv2d(b *testing.B) {
 		} {
 			b.Run(fmt.Sprintf("%s/%s", c.name, k.name), func(b *testing.B) {
 				k.run() // warm up: pipeline compilation
-				if err := e.Sync(); err != nil {
+				if err := e.WaitIdle(); err != nil {
 					b.Fatal(err)
 				}
 				b.ResetTimer()
-				start := time.Now()
+				start, cpu0 := time.Now(), processCPU()
 				for i := 0; i < b.N; i++ {
 					k.run()
-					if err := e.Sync(); err != nil {
+					if err := e.WaitIdle(); err != nil {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(flops*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
+				total := flops * float64(b.N) / 1e9
+				b.ReportMetric(total/time.Since(start).Seconds(), "GFLOP/s")
+				if cpu := processCPU() - cpu0; cpu > 0 && e.Info.Type == "cpu" {
+					b.ReportMetric(total/cpu.Seconds(), "GFLOP/cpu-s")
+				}
 			})
 		}
 		for _, t := range []*Tensor{x, w, bias, out, g, dx, dw} {

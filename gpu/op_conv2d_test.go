@@ -60,6 +60,9 @@ var convCases = []convCase{
 	{x: []int{2, 13, 6, 5}, w: []int{11, 13, 1, 1}, stride: 1, pad: 0},
 	{x: []int{1, 3, 7, 9}, w: []int{4, 3, 3, 3}, stride: 1, pad: 0, bias: true},
 	{x: []int{1, 2, 8, 9}, w: []int{3, 2, 2, 4}, stride: 2, pad: 1, bias: true}, // rectangular kernel
+	// Vec4 weight rows (Cin*KH*KW a multiple of 4), vec4 output planes.
+	{x: []int{1, 4, 7, 6}, w: []int{9, 4, 3, 3}, stride: 1, pad: 1, bias: true},
+	{x: []int{2, 12, 4, 4}, w: []int{5, 12, 1, 1}, stride: 1, pad: 0},
 	// More than one tile of rows, columns and K: Cout 70 > 64, N*Ho*Wo = 2*81 > 64.
 	{x: []int{2, 9, 9, 9}, w: []int{70, 9, 3, 3}, stride: 1, pad: 1, bias: true},
 }
@@ -94,6 +97,7 @@ func TestConv2d_splitBindings(t *testing.T) {
 		{x: []int{3, 3, 9, 7}, w: []int{2, 3, 3, 3}, stride: 1, pad: 1, bias: true},  // 189 elements per image
 		{x: []int{2, 5, 8, 6}, w: []int{4, 5, 3, 3}, stride: 2, pad: 1, bias: true},  // 240 per image: channel groups
 		{x: []int{2, 7, 7, 6}, w: []int{9, 7, 1, 1}, stride: 1, pad: 0, bias: false}, // groups on both sides
+		{x: []int{2, 8, 6, 6}, w: []int{3, 8, 3, 3}, stride: 1, pad: 1, bias: true},  // groups of 4 channels keep vec4 weights
 	} {
 		t.Run(c.String(), func(t *testing.T) {
 			oc := c.opCase()

@@ -8,18 +8,25 @@
 // Go prepends (Kernel.Consts; this naga has no constant expressions):
 //   KH, KW, KHW = KH*KW, STRIDE, PAD      the convolution;
 //   TM4, TN4 in {1, 2, 4}                 each thread owns a (4*TM4) x (4*TN4) block;
-//   BM = 32*TM4, BN = 32*TN4, BM4 = BM/4, BN4 = BN/4   the workgroup's tile.
-// The tile machinery (8x8 threads, K in steps of BK = 16 through workgroup
-// memory, outer-product accumulation) is the same in conv2d_fwd.wgsl,
-// conv2d_bwd_input.wgsl and conv2d_bwd_weight.wgsl; only the staging
-// (`stage`), the epilogue (`col_base`, `store`) and the parameters differ.
-// Staging: thread t loads A rows t and t+64 (those < BM) and B columns t and
-// t+64 (those < BN) for all BK k of a step, so per-row and per-column index
-// math is done once per kernel. Out-of-range rows, columns and k read 0.
-// Accumulators are named mat4x4 variables, not arrays: CPU drivers
-// (lavapipe) keep private arrays in memory, and each of their vector loads
-// from memory loops over the SIMD lanes, so big register blocks
-// (TM4 = TN4 = 4 on CPUs) pay most.
+//   BM = 32*TM4, BN = 32*TN4              the workgroup's tile;
+//   BK, QS = BK/4, TA_LEN = BM*QS, TB_LEN = BN*QS   the K step and tile storage;
+//   AVEC: bool                            w rows are vec4-aligned (Cin*KHW and ci0*KHW
+//                                         multiples of 4): stage A with vec4 loads.
+// The tile machinery is the same in conv2d_fwd.wgsl, conv2d_bwd_input.wgsl
+// and conv2d_bwd_weight.wgsl; only the staging (`stage`), the epilogue
+// (`col_base`, `store`) and the parameters differ. 8x8 threads; K advances
+// BK at a time through workgroup memory, where both tiles are stored
+// k-contiguous: ta[row*QS + q] and tb[col*QS + q] hold k = 4q..4q+3 of a
+// row of A and a column of B. Thread t stages A rows t and t+64 (those < BM) and
+// B columns t and t+64 (those < BN), so per-row and per-column index math is
+// done once per kernel and every workgroup store is a whole vec4.
+// Out-of-range rows, columns and k read 0.
+// Compute, per 4 k: the thread's rows and columns come in as 4x4 matrices
+// (4 rows or columns x 4 k) and each 4x4 block of the result gains
+// transpose(B) * A. Accumulators are named mat4x4 variables, not arrays:
+// CPU drivers (lavapipe) keep private arrays in memory, and each of their
+// loads from memory loops over the SIMD lanes, so what counts there is
+// loads per FMA: big blocks (TM4 = TN4 = 4 on CPUs) and vec4 loads.
 //
 // One dispatch computes a block of the problem (Go splits tensors larger than
 // one binding): images [0, nb) of the x and out windows, output channels
@@ -27,7 +34,7 @@
 // Addresses (ci, co local to the block, n local to the windows):
 //   x:   x_off + n*x_img + ci*H*W + ih*W + iw
 //   out: o_off + n*o_img + co*Ho*Wo + oh*Wo + ow
-//   w:   (co0 + co)*wrow + ci0*KHW + k        bias: co0 + co
+//   w:   (co0 + co)*wrow + ci0*KHW + k  (floats)  bias: co0 + co
 // flags: bit 0 adds bias, bit 1 accumulates into out (later input-channel blocks).
 //
 // Bindings: 0 params; 1 x; 2 w; 3 bias (any buffer when flags bit 0 is clear);
@@ -41,33 +48,34 @@ struct P {
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4<f32>>; // bound in whole vec4s
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 
-const BK: u32 = 16u;
-// Tiles [BK][BM] and [BK][BN] as vec4 (BM, BN <= 128).
-var<workgroup> ta: array<vec4<f32>, 512>;
-var<workgroup> tb: array<vec4<f32>, 512>;
-
-fn outer(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
-  return mat4x4<f32>(a.x * b, a.y * b, a.z * b, a.w * b);
-}
-
-// stage_a loads A row r (tile-local) for k0 + [0, nk).
+// stage_a stages A row r (tile-local) for k0 + [0, nk): vec4 loads when w's
+// rows are vec4-aligned (AVEC), else four scalar loads per vec4.
 fn stage_a(r: u32, row0: u32, k0: u32, nk: u32) {
   let ok = row0 + r < p.m;
-  let base = (p.co0 + row0 + r) * p.wrow + p.ci0 * KHW;
-  for (var kk = 0u; kk < nk; kk++) {
-    let k = k0 + kk;
-    var v = 0.0;
-    if (ok) { v = wt[base + k]; }
-    ta[kk * BM4 + r / 4u][r % 4u] = v;
+  let base = (p.co0 + row0 + r) * p.wrow + p.ci0 * KHW + k0;
+  for (var q = 0u; q < (nk + 3u) / 4u; q++) {
+    let k = 4u * q;
+    var v = vec4<f32>(0.0);
+    if (ok) {
+      if (AVEC) {
+        v = select(vec4<f32>(0.0), wt[(base + k) / 4u], vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(nk));
+      } else {
+        for (var i = 0u; i < 4u; i++) {
+          let e = base + k + i;
+          if (k + i < nk) { v[i] = wt[e / 4u][e % 4u]; }
+        }
+      }
+    }
+    ta[r * QS + q] = v;
   }
 }
 
-// stage_b loads B column c (tile-local; global column j) for k0 + [0, nk).
+// stage_b stages B column c (tile-local; global column j) for k0 + [0, nk).
 fn stage_b(c: u32, j: u32, k0: u32, nk: u32) {
   let howo = p.ho * p.wo;
   let pix = j % howo;
@@ -76,16 +84,18 @@ fn stage_b(c: u32, j: u32, k0: u32, nk: u32) {
   let iw0 = i32((pix % p.wo) * STRIDE) - i32(PAD);
   let ok = j < p.ncol;
   let hw = p.h * p.w;
-  for (var kk = 0u; kk < nk; kk++) {
-    let k = k0 + kk;
-    let rem = k % KHW;
-    let ih = ih0 + i32(rem / KW);
-    let iw = iw0 + i32(rem % KW);
-    var v = 0.0;
-    if (ok && ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
-      v = x[base + (k / KHW) * hw + u32(ih) * p.w + u32(iw)];
+  for (var q = 0u; q < (nk + 3u) / 4u; q++) {
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+      let k = k0 + 4u * q + i;
+      let rem = k % KHW;
+      let ih = ih0 + i32(rem / KW);
+      let iw = iw0 + i32(rem % KW);
+      if (ok && 4u * q + i < nk && ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
+        v[i] = x[base + (k / KHW) * hw + u32(ih) * p.w + u32(iw)];
+      }
     }
-    tb[kk * BN4 + c / 4u][c % 4u] = v;
+    tb[c * QS + q] = v;
   }
 }
 
@@ -111,16 +121,28 @@ fn store(co: u32, base: u32, v: f32) {
   out[o] = r;
 }
 
-// fma_row adds the outer products of a (4 rows of the thread's block) with
-// its TN4 column vectors b0..b3 into the accumulators c0..c3.
-fn fma_row(a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
+// Tiles [BM][BK] and [BN][BK], k-contiguous, as vec4: QS = BK/4 slots per
+// row, TA_LEN = BM*QS, TB_LEN = BN*QS.
+var<workgroup> ta: array<vec4<f32>, TA_LEN>;
+var<workgroup> tb: array<vec4<f32>, TB_LEN>;
+
+// rows_a returns 4 consecutive staged rows of A from slot i on (m[r] holds
+// 4 k of row r); cols_b 4 columns of B, transposed (m[kk] holds the 4
+// columns at one k).
+fn rows_a(i: u32) -> mat4x4<f32> { return mat4x4<f32>(ta[i], ta[i + QS], ta[i + 2u * QS], ta[i + 3u * QS]); }
+fn cols_b(i: u32) -> mat4x4<f32> { return transpose(mat4x4<f32>(tb[i], tb[i + QS], tb[i + 2u * QS], tb[i + 3u * QS])); }
+
+// mma_row adds the products of 4 rows a (a[r][kk]) with the thread's TN4
+// column groups (bt[kk][c], already transposed) into c0..c3:
+// c[r][c] += sum_kk a[r][kk] * b[kk][c].
+fn mma_row(a: mat4x4<f32>, bt0: mat4x4<f32>, bt1: mat4x4<f32>, bt2: mat4x4<f32>, bt3: mat4x4<f32>,
            c0: ptr<function, mat4x4<f32>>, c1: ptr<function, mat4x4<f32>>,
            c2: ptr<function, mat4x4<f32>>, c3: ptr<function, mat4x4<f32>>) {
-  *c0 += outer(a, b0);
-  if (TN4 > 1u) { *c1 += outer(a, b1); }
+  *c0 += bt0 * a;
+  if (TN4 > 1u) { *c1 += bt1 * a; }
   if (TN4 > 2u) {
-    *c2 += outer(a, b2);
-    *c3 += outer(a, b3);
+    *c2 += bt2 * a;
+    *c3 += bt3 * a;
   }
 }
 
@@ -135,29 +157,30 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   var acc10 = mat4x4<f32>(); var acc11 = mat4x4<f32>(); var acc12 = mat4x4<f32>(); var acc13 = mat4x4<f32>();
   var acc20 = mat4x4<f32>(); var acc21 = mat4x4<f32>(); var acc22 = mat4x4<f32>(); var acc23 = mat4x4<f32>();
   var acc30 = mat4x4<f32>(); var acc31 = mat4x4<f32>(); var acc32 = mat4x4<f32>(); var acc33 = mat4x4<f32>();
+  let ai = lid.y * 4u * TM4 * QS; // slot of the thread's first row
+  let bi = lid.x * 4u * TN4 * QS;
+  let g4 = 4u * QS;               // slots per group of 4 rows
   for (var k0 = 0u; k0 < p.kdim; k0 += BK) {
     // A runtime trip count keeps the compiler from unrolling these loops
     // (compile time on CPU drivers) and skips the zero tail of K.
     let nk = min(BK, p.kdim - k0);
     stage(t, row0, col0, k0, nk);
     workgroupBarrier();
-    for (var kk = 0u; kk < nk; kk++) {
-      let ai = kk * BM4 + lid.y * TM4;
-      let bi = kk * BN4 + lid.x * TN4;
-      let b0 = tb[bi];
+    for (var q = 0u; q < (nk + 3u) / 4u; q++) {
+      let b0 = cols_b(bi + q);
       var b1 = b0;
       var b2 = b0;
       var b3 = b0;
-      if (TN4 > 1u) { b1 = tb[bi + 1u]; }
+      if (TN4 > 1u) { b1 = cols_b(bi + g4 + q); }
       if (TN4 > 2u) {
-        b2 = tb[bi + 2u];
-        b3 = tb[bi + 3u];
+        b2 = cols_b(bi + 2u * g4 + q);
+        b3 = cols_b(bi + 3u * g4 + q);
       }
-      fma_row(ta[ai], b0, b1, b2, b3, &acc00, &acc01, &acc02, &acc03);
-      if (TM4 > 1u) { fma_row(ta[ai + 1u], b0, b1, b2, b3, &acc10, &acc11, &acc12, &acc13); }
+      mma_row(rows_a(ai + q), b0, b1, b2, b3, &acc00, &acc01, &acc02, &acc03);
+      if (TM4 > 1u) { mma_row(rows_a(ai + g4 + q), b0, b1, b2, b3, &acc10, &acc11, &acc12, &acc13); }
       if (TM4 > 2u) {
-        fma_row(ta[ai + 2u], b0, b1, b2, b3, &acc20, &acc21, &acc22, &acc23);
-        fma_row(ta[ai + 3u], b0, b1, b2, b3, &acc30, &acc31, &acc32, &acc33);
+        mma_row(rows_a(ai + 2u * g4 + q), b0, b1, b2, b3, &acc20, &acc21, &acc22, &acc23);
+        mma_row(rows_a(ai + 3u * g4 + q), b0, b1, b2, b3, &acc30, &acc31, &acc32, &acc33);
       }
     }
     workgroupBarrier();
