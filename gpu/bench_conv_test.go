@@ -13,7 +13,7 @@ import (
 // for each of the two backward GEMMs (dX, dW). On CPU adapters it also
 // reports GFLOP per CPU-second of this process (GFLOP/cpu-s), which is what
 // to compare on a machine shared with other jobs. Each iteration ends with
-// WaitIdle; the first run (the pipeline's JIT) is not timed. Run with
+// Sync; the first run (the pipeline's JIT) is not timed. Run with
 //
 //	go test ./gpu -run '^$' -bench Conv2d -benchtime 3x
 func BenchmarkConv2d(b *testing.B) {
@@ -54,14 +54,14 @@ func BenchmarkConv2d(b *testing.B) {
 		} {
 			b.Run(fmt.Sprintf("%s/%s", c.name, k.name), func(b *testing.B) {
 				k.run() // warm up: pipeline compilation
-				if err := e.WaitIdle(); err != nil {
+				if err := e.Sync(); err != nil {
 					b.Fatal(err)
 				}
 				b.ResetTimer()
 				start, cpu0 := time.Now(), processCPU()
 				for i := 0; i < b.N; i++ {
 					k.run()
-					if err := e.WaitIdle(); err != nil {
+					if err := e.Sync(); err != nil {
 						b.Fatal(err)
 					}
 				}
