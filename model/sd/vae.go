@@ -1,0 +1,142 @@
+package sd
+
+import (
+	"fmt"
+
+	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/model/nn"
+)
+
+// ScalingFactor is SD 1.x's latent scale: latents = 0.18215 * posterior.
+const ScalingFactor = 0.18215
+
+// VAEConfig is AutoencoderKL's shape, inferred from the weights.
+type VAEConfig struct {
+	InChannels, LatentChannels int
+	BlockOutChannels           []int
+	LayersPerBlock             int
+	Groups                     int
+	Eps                        float32
+}
+
+// VAE is diffusers' AutoencoderKL (SD 1.x): Encoder (DownEncoderBlock2D x4,
+// mid block with one single-head attention), quant convs, Decoder
+// (UpDecoderBlock2D x4).
+type VAE struct {
+	W   *nn.Weights
+	Cfg VAEConfig
+}
+
+// NewVAE builds the model over w (diffusers keys), inferring its shape.
+func NewVAE(w *nn.Weights) (*VAE, error) {
+	c := VAEConfig{Groups: 32, Eps: 1e-6}
+	ci := w.Shape("encoder.conv_in.weight")
+	qc := w.Shape("quant_conv.weight")
+	if len(ci) != 4 || len(qc) != 4 {
+		return nil, fmt.Errorf("vae: missing encoder.conv_in or quant_conv: not an AutoencoderKL")
+	}
+	c.InChannels = ci[1]
+	c.LatentChannels = qc[0] / 2
+	for i := 0; ; i++ {
+		s := w.Shape(fmt.Sprintf("encoder.down_blocks.%d.resnets.0.conv1.weight", i))
+		if s == nil {
+			break
+		}
+		c.BlockOutChannels = append(c.BlockOutChannels, s[0])
+	}
+	if len(c.BlockOutChannels) == 0 {
+		return nil, fmt.Errorf("vae: no encoder.down_blocks")
+	}
+	for w.Has(fmt.Sprintf("encoder.down_blocks.0.resnets.%d.conv1.weight", c.LayersPerBlock)) {
+		c.LayersPerBlock++
+	}
+	if !w.Has("encoder.mid_block.attentions.0.to_q.weight") {
+		return nil, fmt.Errorf("vae: encoder.mid_block.attentions.0.to_q.weight missing (old attention keys must be converted at load)")
+	}
+	return &VAE{W: w, Cfg: c}, nil
+}
+
+func (v *VAE) resnet(w *nn.Weights, x *gpu.Tensor) *gpu.Tensor {
+	e, c := w.E, v.Cfg
+	s := e.Scope()
+	h := nn.Conv2d(w.Sub("conv1"), e.SiLU(nn.GroupNorm(w.Sub("norm1"), x, c.Groups, c.Eps)), 1, 1)
+	h = nn.Conv2d(w.Sub("conv2"), e.SiLU(nn.GroupNorm(w.Sub("norm2"), h, c.Groups, c.Eps)), 1, 1)
+	if w.Has("conv_shortcut.weight") {
+		x = nn.Conv2d(w.Sub("conv_shortcut"), x, 1, 0)
+	}
+	out := e.Add(x, h)
+	s.Close(out)
+	return out
+}
+
+// attention is the mid block's single-head self-attention over pixels with
+// a GroupNorm in front and a residual connection.
+func (v *VAE) attention(w *nn.Weights, x *gpu.Tensor) *gpu.Tensor {
+	e, c := w.E, v.Cfg
+	s := e.Scope()
+	n, ch, hh, ww := x.Dim(0), x.Dim(1), x.Dim(2), x.Dim(3)
+	h := nn.GroupNorm(w.Sub("group_norm"), x, c.Groups, c.Eps)
+	h = e.Permute(h, 0, 2, 3, 1).Reshape(n, hh*ww, ch) // [N, HW, C]
+	h = Attention(w, h, h, 1, false)
+	h = e.Permute(h.Reshape(n, hh, ww, ch), 0, 3, 1, 2) // [N, C, H, W]
+	out := e.Add(h, x)
+	s.Close(out)
+	return out
+}
+
+func (v *VAE) mid(w *nn.Weights, h *gpu.Tensor) *gpu.Tensor {
+	h = v.resnet(w.Sub("resnets.0"), h)
+	h = v.attention(w.Sub("attentions.0"), h)
+	return v.resnet(w.Sub("resnets.1"), h)
+}
+
+// Encode maps images x [N, 3, H, W] in [-1, 1] (H, W multiples of 8) to the
+// posterior's mean and log-variance [N, L, H/8, W/8] (unscaled; log-variance
+// clamped to [-30, 20] as diffusers does).
+func (v *VAE) Encode(x *gpu.Tensor) (mean, logvar *gpu.Tensor) {
+	e, c := v.W.E, v.Cfg
+	w := v.W.Sub("encoder")
+	s := e.Scope()
+	h := nn.Conv2d(w.Sub("conv_in"), x, 1, 1)
+	for i := range c.BlockOutChannels {
+		bw := w.Sub(fmt.Sprintf("down_blocks.%d", i))
+		for j := 0; j < c.LayersPerBlock; j++ {
+			h = v.resnet(bw.Sub(fmt.Sprintf("resnets.%d", j)), h)
+		}
+		if i < len(c.BlockOutChannels)-1 {
+			// Downsample2D in the VAE pads right and bottom by one, then
+			// convolves with stride 2 and no padding.
+			h = nn.Conv2d(bw.Sub("downsamplers.0.conv"), e.Pad2d(h, 0, 1, 0, 1), 2, 0)
+		}
+	}
+	h = v.mid(w.Sub("mid_block"), h)
+	h = nn.Conv2d(w.Sub("conv_out"), e.SiLU(nn.GroupNorm(w.Sub("conv_norm_out"), h, c.Groups, c.Eps)), 1, 1)
+	moments := nn.Conv2d(v.W.Sub("quant_conv"), h, 1, 0) // [N, 2L, h, w]
+	parts := e.Split(moments, 1, c.LatentChannels, c.LatentChannels)
+	mean, logvar = parts[0], e.Clamp(parts[1], -30, 20)
+	s.Close(mean, logvar)
+	return mean, logvar
+}
+
+// Decode maps latents z [N, L, h, w] (already divided by ScalingFactor) to
+// images [N, 3, 8h, 8w] (raw, not clamped).
+func (v *VAE) Decode(z *gpu.Tensor) *gpu.Tensor {
+	e, c := v.W.E, v.Cfg
+	w := v.W.Sub("decoder")
+	s := e.Scope()
+	h := nn.Conv2d(v.W.Sub("post_quant_conv"), z, 1, 0)
+	h = nn.Conv2d(w.Sub("conv_in"), h, 1, 1)
+	h = v.mid(w.Sub("mid_block"), h)
+	for i := range c.BlockOutChannels {
+		bw := w.Sub(fmt.Sprintf("up_blocks.%d", i))
+		for j := 0; j <= c.LayersPerBlock; j++ {
+			h = v.resnet(bw.Sub(fmt.Sprintf("resnets.%d", j)), h)
+		}
+		if i < len(c.BlockOutChannels)-1 {
+			h = nn.Conv2d(bw.Sub("upsamplers.0.conv"), e.Upsample2x(h), 1, 1)
+		}
+	}
+	out := nn.Conv2d(w.Sub("conv_out"), e.SiLU(nn.GroupNorm(w.Sub("conv_norm_out"), h, c.Groups, c.Eps)), 1, 1)
+	s.Close(out)
+	return out
+}
