@@ -223,6 +223,15 @@ func (e *Engine) track(t *Tensor) {
 	s.items = append(s.items, t)
 }
 
+// Outside runs f with the tensors it creates belonging to no scope: they
+// live until released, whatever scopes are open (e.g. activations copied
+// out of a model for inspection).
+func (e *Engine) Outside(f func()) {
+	e.trackOff++
+	defer func() { e.trackOff-- }()
+	f()
+}
+
 // Close frees every tensor created in the scope except keep, which move to
 // the enclosing scope (or become the caller's). Tensors the tape still needs
 // are freed when the tape is reset.

@@ -178,6 +178,9 @@ func (t *Tensor) Write(data []float32) error {
 
 // Read submits pending work and copies the tensor back to the CPU.
 func (t *Tensor) Read() ([]float32, error) {
+	if t.released {
+		return nil, fmt.Errorf("gpu: reading released tensor %v %s", t.shape, t.Name)
+	}
 	b, err := t.e.readBytes(t.buf, t.off, t.Bytes())
 	if err != nil {
 		return nil, err
