@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-go run ./cmd/instructbooth "${@:-selfcheck}"
+go run ./cmd/ib "${@:-selfcheck}"

@@ -1,6 +1,7 @@
-// Command instructbooth is InstructBooth's command line.
+// Command ib is InstructBooth's command line (no display, no GL: the
+// desktop app is a separate binary).
 //
-//	instructbooth selfcheck [-adapter NAME] [-seed N]
+//	ib selfcheck [-adapter NAME] [-seed N]
 //	    print the chosen GPU adapter and check every engine op against its
 //	    CPU reference.
 package main
@@ -15,7 +16,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprintf(os.Stderr, `usage: instructbooth <command> [flags]
+	fmt.Fprintf(os.Stderr, `usage: ib <command> [flags]
 
 commands:
   selfcheck   print the GPU adapter and check every engine op against its CPU reference
@@ -38,7 +39,7 @@ func main() {
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:
-		fmt.Fprintf(os.Stderr, "instructbooth: unknown command %q\n", cmd)
+		fmt.Fprintf(os.Stderr, "ib: unknown command %q\n", cmd)
 		usage()
 		os.Exit(2)
 	}
@@ -51,12 +52,12 @@ func selfcheck(args []string) int {
 	fs.Parse(args)
 	e, err := gpu.Open(gpu.Options{Adapter: *adapter})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "instructbooth:", err)
+		fmt.Fprintln(os.Stderr, "ib:", err)
 		return 1
 	}
 	defer e.Close()
 	if err := gpu.SelfCheck(e, os.Stdout, *seed); err != nil {
-		fmt.Fprintln(os.Stderr, "instructbooth:", err)
+		fmt.Fprintln(os.Stderr, "ib:", err)
 		return 1
 	}
 	return 0
