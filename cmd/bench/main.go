@@ -31,6 +31,9 @@ type benchCase struct {
 	// refFlop is the work of one reference run when it differs from flop
 	// (the SD-shape ops use the engine's own matmul as the reference).
 	refFlop float64
+	// refGPU marks a reference that records GPU work: the timed loop ends
+	// with a wait for the device, as the op's own loop does.
+	refGPU bool
 	// prepare uploads the inputs and returns the GPU run (records work,
 	// does not wait), the CPU reference run, and a cleanup.
 	prepare func(e *gpu.Engine, r *rand.Rand) (run, ref, done func())
@@ -72,9 +75,16 @@ func main() {
 			}
 			wait()
 		})
-		c0 := measure(*minTime, ref, func(n int) {
+		refOnce := ref
+		if c.refGPU {
+			refOnce = func() { ref(); wait() }
+		}
+		c0 := measure(*minTime, refOnce, func(n int) {
 			for i := 0; i < n; i++ {
 				ref()
+			}
+			if c.refGPU {
+				wait()
 			}
 		})
 		done()
