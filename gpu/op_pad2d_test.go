@@ -41,3 +41,24 @@ func TestClamp(t *testing.T) {
 		refBack: func(in []*ref.T, g *ref.T) []*ref.T { return []*ref.T{ref.ClampBackward(in[0], g, -0.5, 0.5)} },
 	})
 }
+
+// TestPad2d_chunked pads a tensor many times larger than the binding limit.
+func TestPad2d_chunked(t *testing.T) {
+	engine(t)
+	e, err := Open(Options{MaxBinding: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	r, seed := seeded(t)
+	x := ref.From(randData(r, 2*5*9*7), 2, 5, 9, 7)
+	tx := e.FromSlice(f32s(x.Data), x.Shape...).SetRequiresGrad(true)
+	y := e.Pad2d(tx, 0, 1, 2, 1)
+	compare(t, "chunked pad2d", y.MustRead(), ref.Pad2d(x, 0, 1, 2, 1).Data, 0, 1e-7)
+	g := ref.From(randData(r, y.Len()), y.Shape()...)
+	if err := e.BackwardWith(y, e.FromSlice(f32s(g.Data), g.Shape...)); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, "chunked pad2d backward", tx.Grad.MustRead(), ref.Pad2dBackward(x, g, 0, 2).Data, 0, 1e-7)
+	_ = seed
+}
