@@ -148,9 +148,9 @@ func TestLoad_convLoRA(t *testing.T) {
 	pd, pu := randVals(rng, r*32, 0.3), randVals(rng, 32*r, 0.3)
 	cd, cu := randVals(rng, r*32*9, 0.1), randVals(rng, 64*r, 0.3)
 	file := writeFile(t, "conv.safetensors", map[string]safetensors.Tensor{
-		"lora_unet_" + strings.ReplaceAll(pin, ".", "_") + ".lora_down.weight": safetensors.F32Tensor(pd, r, 32),
-		"lora_unet_" + strings.ReplaceAll(pin, ".", "_") + ".lora_up.weight":   safetensors.F32Tensor(pu, 32, r),
-		"lora_unet_" + strings.ReplaceAll(pin, ".", "_") + ".alpha":            safetensors.F32Tensor([]float32{1.5}),
+		"lora_unet_" + strings.ReplaceAll(pin, ".", "_") + ".lora_down.weight":  safetensors.F32Tensor(pd, r, 32),
+		"lora_unet_" + strings.ReplaceAll(pin, ".", "_") + ".lora_up.weight":    safetensors.F32Tensor(pu, 32, r),
+		"lora_unet_" + strings.ReplaceAll(pin, ".", "_") + ".alpha":             safetensors.F32Tensor([]float32{1.5}),
 		"lora_unet_" + strings.ReplaceAll(conv, ".", "_") + ".lora_down.weight": safetensors.F32Tensor(cd, r, 32, 3, 3),
 		"lora_unet_" + strings.ReplaceAll(conv, ".", "_") + ".lora_up.weight":   safetensors.F32Tensor(cu, 64, r, 1, 1),
 	})
