@@ -40,6 +40,7 @@ func TestGradients_matchReference(t *testing.T) {
 	eps := get("in/eps")
 	plain := map[string][]float32{} // gradients without checkpointing
 	held := map[bool]uint64{}       // activation bytes alive after the forward pass
+	ckptDiff := 0.0                 // largest relative change checkpointing makes to a gradient
 	for _, ckpt := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "checkpointing"}[ckpt], func(t *testing.T) {
 			u.Checkpointing = ckpt
@@ -93,6 +94,8 @@ func TestGradients_matchReference(t *testing.T) {
 					plain[key] = g.MustRead()
 				} else if worst, absmax := maxErr(g.MustRead(), plain[key]); worst > 1e-5*absmax {
 					t.Errorf("%s: checkpointing changes the gradient by %.3g (absmax %.3g)", key, worst, absmax)
+				} else {
+					ckptDiff = max(ckptDiff, worst/absmax)
 				}
 			}
 			if checked != 20 {
@@ -102,8 +105,53 @@ func TestGradients_matchReference(t *testing.T) {
 			loss.Release()
 		})
 	}
-	t.Logf("activations held for backward: %d KiB plain, %d KiB checkpointed", held[false]>>10, held[true]>>10)
+	t.Logf("activations held for backward: %d KiB plain, %d KiB checkpointed; gradients differ by at most %.2g relative", held[false]>>10, held[true]>>10, ckptDiff)
 	if held[true] >= held[false]/2 {
 		t.Errorf("checkpointing keeps %d bytes of activations, plain %d: it does not seem to checkpoint", held[true], held[false])
+	}
+}
+
+// TestNew_startsAtBase: fresh adapters (Up = 0) leave the U-Net's output
+// unchanged, and the first backward pass reaches Up (Down's gradient is
+// Up^T-weighted, so zero at the start).
+func TestNew_startsAtBase(t *testing.T) {
+	e := engine(t)
+	u := loadUNet(t, e)
+	mods := AttentionModules(u.W)
+	if len(mods) != 128 {
+		t.Fatalf("%d attention projections, want 128 (32 attention modules x q, k, v, out)", len(mods))
+	}
+	a, err := New(u.W, mods, 4, 4, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Set{UNet: a}
+	defer s.Release()
+	base := unetLoRAOutput(t, u).MustRead()
+	tg := Targets{UNet: u.W}
+	s.Attach(tg)
+	defer Detach(tg)
+	got := unetLoRAOutput(t, u).MustRead()
+	if worst, _ := maxErr(got, base); worst != 0 {
+		t.Errorf("fresh adapters change the output by %.3g", worst)
+	}
+	f, get := refFile(t, e, "unet_lora.safetensors")
+	x := get("in/latents")
+	loss := e.MSELoss(u.Forward(x, timesteps(t, e, f, "in/timesteps"), get("in/encoder_hidden_states")), e.Zeros(x.Shape()...))
+	if err := e.Backward(loss); err != nil {
+		t.Fatal(err)
+	}
+	defer gpu.ZeroGrad(s.Params()...)
+	m := a["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"] // (at the 1x1 mid block, self-attention ignores q)
+	if m.Up.Grad == nil || m.Down.Grad == nil {
+		t.Fatal("no gradient reached the adapter")
+	}
+	_, upMax := maxErr(make([]float32, m.Up.Len()), m.Up.Grad.MustRead())
+	_, downMax := maxErr(make([]float32, m.Down.Len()), m.Down.Grad.MustRead())
+	if upMax == 0 || downMax != 0 {
+		t.Errorf("|dL/dUp| max %.3g (want > 0), |dL/dDown| max %.3g (want 0)", upMax, downMax)
+	}
+	if _, err := New(u.W, []string{"down_blocks.0.resnets.0.norm1"}, 4, 4, 1); err == nil {
+		t.Error("New accepted a norm layer")
 	}
 }

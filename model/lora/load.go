@@ -189,12 +189,12 @@ func Read(f *safetensors.File, t Targets) (*Loaded, error) {
 			path, ok = ix.under[p.name]
 			switch {
 			case !ok:
-				return nil, errf("key %q: the %s has no linear or conv layer whose name with . -> _ is %q%s", key, p.comp, p.name, ldmHint(p.name))
+				return nil, errf("key %q: the %s has no linear or conv layer whose name with . -> _ is %q%s", key, p.comp, p.name, ix.hint(p.name))
 			case path == "":
 				return nil, errf("key %q: %q names more than one layer of the %s", key, p.name, p.comp)
 			}
 		} else if _, ok := ix.shapes[path]; !ok {
-			return nil, errf("key %q: the %s has no linear or conv layer %q%s", key, p.comp, path, ldmHint(path))
+			return nil, errf("key %q: the %s has no linear or conv layer %q%s", key, p.comp, path, ix.hint(path))
 		}
 		gk := p.comp.String() + ":" + path
 		g := groups[gk]
@@ -240,8 +240,11 @@ func Read(f *safetensors.File, t Targets) (*Loaded, error) {
 	return out, nil
 }
 
-// ldmHint explains names in the CompVis/LDM module layout.
-func ldmHint(name string) string {
+// hint explains why name (a path or kohya name) is not an adaptable layer.
+func (ix *modules) hint(name string) string {
+	if s, ok := ix.other[name]; ok {
+		return fmt.Sprintf(" (it is a norm or embedding with weight %v, which LoRA does not adapt)", s)
+	}
 	for _, p := range []string{"input_blocks", "middle_block", "output_blocks"} {
 		if strings.HasPrefix(name, p) {
 			return " (CompVis/LDM module names are not supported; SD 1.x LoRAs name diffusers modules)"

@@ -125,21 +125,23 @@ type modules struct {
 	w      *nn.Weights
 	shapes map[string][]int  // module path -> weight shape
 	under  map[string]string // kohya name (path with . -> _) -> path; "" when ambiguous
+	// other holds the modules that have a weight but are no linear or conv
+	// layer (norms, embeddings), by path and by kohya name, for errors.
+	other map[string][]int
 }
 
 func indexModules(w *nn.Weights) *modules {
-	m := &modules{w: w, shapes: map[string][]int{}, under: map[string]string{}}
+	m := &modules{w: w, shapes: map[string][]int{}, under: map[string]string{}, other: map[string][]int{}}
 	for _, k := range w.Keys() {
 		path, ok := strings.CutSuffix(k, ".weight")
 		if !ok {
 			continue
 		}
 		last := path[strings.LastIndex(path, ".")+1:]
-		if strings.HasSuffix(last, "embedding") {
-			continue
-		}
 		s := w.Shape(k)
-		if len(s) != 2 && len(s) != 4 {
+		if strings.HasSuffix(last, "embedding") || len(s) != 2 && len(s) != 4 {
+			m.other[path] = s
+			m.other[strings.ReplaceAll(path, ".", "_")] = s
 			continue
 		}
 		m.shapes[path] = s
