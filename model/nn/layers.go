@@ -4,8 +4,11 @@ import (
 	"github.com/instructbooth/instructbooth/gpu"
 )
 
-// LoRA is a low-rank adapter on one linear or 1x1-conv layer:
-// y = W x + b + Scale * Up(Down(x)), Down [rank, in], Up [out, rank].
+// LoRA is a low-rank adapter on one linear or conv layer:
+// y = W x + b + Scale * Up(Down(x)). On a linear layer Down is [rank, in]
+// and Up [out, rank]; on a conv layer Down is [rank, Cin, KH, KW] (the base
+// kernel, applied with the base stride and padding) and Up
+// [Cout, rank, 1, 1] — for a 1x1 conv that is a linear map over channels.
 type LoRA struct {
 	Down, Up *gpu.Tensor
 	Scale    float32
@@ -31,9 +34,17 @@ func Linear(w *Weights, x *gpu.Tensor) *gpu.Tensor {
 }
 
 // Conv2d applies the nn.Conv2d at w (keys "weight" [Cout, Cin, KH, KW],
-// optional "bias") to x [N, Cin, H, W].
+// optional "bias") to x [N, Cin, H, W], plus the module's LoRA adapter if
+// one is attached.
 func Conv2d(w *Weights, x *gpu.Tensor, stride, pad int) *gpu.Tensor {
-	return w.E.Conv2d(x, w.Get("weight"), w.Opt("bias"), stride, pad) // [N, Cout, Ho, Wo]
+	e := w.E
+	y := e.Conv2d(x, w.Get("weight"), w.Opt("bias"), stride, pad) // [N, Cout, Ho, Wo]
+	if a := w.adapter(); a != nil {
+		d := e.Conv2d(x, a.Down, nil, stride, pad) // [N, rank, Ho, Wo]
+		u := e.Conv2d(d, a.Up, nil, 1, 0)          // [N, Cout, Ho, Wo]
+		y = e.Add(y, e.Scale(u, a.Scale))
+	}
+	return y
 }
 
 // GroupNorm applies the nn.GroupNorm at w to x [N, C, ...].
