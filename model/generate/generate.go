@@ -39,7 +39,7 @@ const (
 // Params are the settings of a text-to-image run.
 type Params struct {
 	Prompt   string
-	Negative string // the unconditional text of classifier-free guidance ("" by default)
+	Negative string  // the unconditional text of classifier-free guidance ("" by default)
 	Steps    int     // sampling steps (DefaultSteps when 0)
 	Guidance float32 // classifier-free guidance scale (DefaultGuidance when 0; <= 1 turns guidance off)
 	// Seed of the first image; image i of a run uses Seed + i, so every
