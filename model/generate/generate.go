@@ -41,7 +41,7 @@ type Params struct {
 	Prompt   string
 	Negative string  // the unconditional text of classifier-free guidance ("" by default)
 	Steps    int     // sampling steps (DefaultSteps when 0)
-	Guidance float32 // classifier-free guidance scale (DefaultGuidance when 0; <= 1 turns guidance off)
+	Guidance float32 // classifier-free guidance scale (DefaultGuidance when 0; in (0, 1] guidance is off)
 	// Seed of the first image; image i of a run uses Seed + i, so every
 	// image can be regenerated on its own with Count 1.
 	Seed          uint64

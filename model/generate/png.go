@@ -104,7 +104,10 @@ func WritePNG(path string, img image.Image, text []TextEntry) error {
 		return err
 	}
 	tmp := f.Name()
-	err = EncodePNG(f, img, text)
+	err = f.Chmod(0o644)
+	if err == nil {
+		err = EncodePNG(f, img, text)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
