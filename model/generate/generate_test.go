@@ -160,3 +160,16 @@ func TestGenerate_badParams(t *testing.T) {
 		t.Error("empty components accepted")
 	}
 }
+
+// BenchmarkGenerate_tiny20 is one 20-step DPM++ 2M generation of the tiny
+// model at 64x64 (8x8 latents), text encoding and VAE decoding included.
+func BenchmarkGenerate_tiny20(b *testing.B) {
+	c := tiny(b)
+	p := Params{Prompt: "a photo of sks dog", Steps: 20, Width: 64, Height: 64}
+	for i := 0; i < b.N; i++ {
+		p.Seed = uint64(i)
+		if _, err := Generate(context.Background(), c, p, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

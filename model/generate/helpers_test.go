@@ -62,7 +62,7 @@ func TestMain(m *testing.M) {
 // tiny loads the sd-tiny diffusers folder once per test binary (a stand-in
 // for the checkpoint loader: each component's fp32 weights under their
 // diffusers keys).
-func tiny(t *testing.T) Components {
+func tiny(t testing.TB) Components {
 	t.Helper()
 	e := engine(t)
 	if testTiny != nil {

@@ -91,6 +91,7 @@ type Trajectory struct {
 
 // SampleConfig describes one sampling run.
 type SampleConfig struct {
+	// Sampler serves one run (multistep samplers keep state between steps).
 	Sampler sched.Sampler
 	Guide   *Guide
 	// Noise returns the standard normal z of step k (N*C*h*w values, NCHW)
@@ -111,6 +112,9 @@ type SampleConfig struct {
 func Sample(ctx context.Context, xT *gpu.Tensor, c SampleConfig) (*gpu.Tensor, *Trajectory, error) {
 	if c.Sampler == nil || c.Guide == nil {
 		return nil, nil, fmt.Errorf("generate: Sample needs a sampler and a guide")
+	}
+	if sh, u := xT.Shape(), c.Guide.UNet.Cfg; len(sh) != 4 || sh[1] != u.InChannels || sh[2]%8 != 0 || sh[3]%8 != 0 || sh[2] == 0 || sh[3] == 0 {
+		return nil, nil, fmt.Errorf("generate: latents %v: want [N, %d, h, w] with h and w positive multiples of 8", sh, u.InChannels)
 	}
 	if xT.Dim(0) != c.Guide.n {
 		return nil, nil, fmt.Errorf("generate: %d latents for a conditioning batch of %d", xT.Dim(0), c.Guide.n)

@@ -163,6 +163,13 @@ func TestSample_errors(t *testing.T) {
 	if _, _, err := Sample(context.Background(), x, SampleConfig{Sampler: smp, Guide: g}); err == nil {
 		t.Error("batch 1 latents with batch 2 conditioning accepted")
 	}
+	for _, bad := range [][]int{{2, 3, 8, 8}, {2, 4, 6, 8}, {2, 4, 8}} {
+		xb := e.Zeros(bad...)
+		if _, _, err := Sample(context.Background(), xb, SampleConfig{Sampler: smp, Guide: g}); err == nil {
+			t.Errorf("latents %v accepted", bad)
+		}
+		xb.Release()
+	}
 	x2 := e.Zeros(2, 4, 8, 8)
 	defer x2.Release()
 	if _, _, err := Sample(context.Background(), x2, SampleConfig{Sampler: smp, Guide: g}); err == nil {
