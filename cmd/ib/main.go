@@ -1,64 +1,131 @@
 // Command ib is InstructBooth's command line (no display, no GL: the
 // desktop app is a separate binary).
 //
-//	ib selfcheck [-adapter NAME] [-seed N]
+//	ib selfcheck [--adapter NAME] [--seed N]
 //	    print the chosen GPU adapter and check every engine op against its
 //	    CPU reference.
+//	ib generate --model PATH --prompt TEXT [--negative TEXT] [--steps N]
+//	    [--guidance G] [--seed S] [--width W --height H] [--count N]
+//	    [--sampler ddim|euler|dpm++2m] [--eta E] [--out DIR]
+//	    text-to-image; PNG files carry the parameters in text chunks.
+//	ib reference --model PATH --component NAME --in IN.safetensors
+//	    --out OUT.safetensors [--lora FILE]
+//	    run one model component on tensors from a file and write its
+//	    outputs, with the sd-tiny fixtures' tensor names.
+//
+// Flags take one or two dashes.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"github.com/instructbooth/instructbooth/gpu"
 )
 
-func usage() {
-	fmt.Fprintf(os.Stderr, `usage: ib <command> [flags]
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `usage: ib <command> [flags]
 
 commands:
   selfcheck   print the GPU adapter and check every engine op against its CPU reference
+  generate    text-to-image: ib generate --model PATH --prompt TEXT [flags]
+  reference   run one component on tensors from a safetensors file:
+              ib reference --model PATH --component NAME --in IN --out OUT [--lora FILE]
+              components: text_encoder, unet, vae_encode, vae_decode
+
+Run "ib <command> --help" for a command's flags.
 
 common flags:
-  -adapter    discrete, integrated, cpu, or part of an adapter's name
+  --adapter   discrete, integrated, cpu, or part of an adapter's name
               (default: $%s, else discrete > integrated > cpu)
 `, gpu.AdapterEnv)
 }
 
 func main() {
-	if len(os.Args) < 2 {
-		usage()
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line args (without the program name) and
+// returns the exit status: 0 success, 1 failure, 2 bad usage.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		usage(stderr)
+		return 2
 	}
-	cmd, args := os.Args[1], os.Args[2:]
+	cmd, args := args[0], args[1:]
+	var err error
 	switch cmd {
 	case "selfcheck":
-		os.Exit(selfcheck(args))
+		err = selfcheck(args, stdout, stderr)
+	case "generate":
+		err = generateCmd(args, stdout, stderr)
+	case "reference":
+		err = referenceCmd(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
-		usage()
+		usage(stdout)
+		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "ib: unknown command %q\n", cmd)
-		usage()
-		os.Exit(2)
+		fmt.Fprintf(stderr, "ib: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "ib %s: %v\n", cmd, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "ib %s: %v\n", cmd, err)
+		return 1
 	}
 }
 
-func selfcheck(args []string) int {
-	fs := flag.NewFlagSet("selfcheck", flag.ExitOnError)
+// usageError marks bad command-line usage (exit status 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ib "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parse parses args, turning parse errors into usage errors and refusing
+// stray arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+func selfcheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("selfcheck", stderr)
 	adapter := fs.String("adapter", "", "adapter choice")
 	seed := fs.Int64("seed", time.Now().UnixNano(), "random seed")
-	fs.Parse(args)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
 	e, err := gpu.Open(gpu.Options{Adapter: *adapter})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ib:", err)
-		return 1
+		return err
 	}
 	defer e.Close()
-	if err := gpu.SelfCheck(e, os.Stdout, *seed); err != nil {
-		fmt.Fprintln(os.Stderr, "ib:", err)
-		return 1
-	}
-	return 0
+	return gpu.SelfCheck(e, stdout, *seed)
 }

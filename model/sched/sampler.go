@@ -129,8 +129,13 @@ func (q *sigmaSampler) Step(e *gpu.Engine, k int, x, eps, _ *gpu.Tensor) *gpu.Te
 	defer func() {
 		if q.prevX0 != nil {
 			q.prevX0.Release()
+			q.prevX0 = nil
 		}
-		q.prevX0 = x0.Detach()
+		if k < len(q.ts)-1 {
+			// The kept view belongs to no scope, so a caller may run each
+			// step in a scope of its own; the last step keeps nothing.
+			e.Outside(func() { q.prevX0 = x0.Detach() })
+		}
 	}()
 	if next == 0 {
 		return e.Copy(x0) // the last step lands on the data prediction

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/model/generate"
+	"github.com/instructbooth/instructbooth/model/safetensors"
+)
+
+func fixtures(t *testing.T) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			p := filepath.Join(d, "..", "shared", "fixtures", "sd-tiny")
+			if _, err := os.Stat(p); err != nil {
+				t.Fatalf("fixtures not found at %s", p)
+			}
+			return p
+		}
+	}
+	t.Fatal("go.mod not found")
+	return ""
+}
+
+// needGPU skips only when there is no adapter at all.
+func needGPU(t *testing.T) {
+	t.Helper()
+	e, err := gpu.Open(gpu.Options{})
+	if errors.Is(err, gpu.ErrNoAdapter) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+}
+
+// ib runs the command line in-process.
+func ib(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+// TestReference_fixtures runs every component through `ib reference` on
+// the fixtures' inputs and compares the written outputs with the
+// reference (max abs error <= 1e-4 max(1, absmax)).
+func TestReference_fixtures(t *testing.T) {
+	needGPU(t)
+	fx := fixtures(t)
+	model := filepath.Join(fx, "diffusers")
+	for _, c := range []struct {
+		comp, ref string
+		keys      []string
+	}{
+		{"text_encoder", "text_encoder.safetensors", []string{"out/last_hidden_state", "out/pooler_output", "out/hidden_states_penultimate"}},
+		{"unet", "unet.safetensors", []string{"out/noise_pred"}},
+		{"vae_encode", "vae.safetensors", []string{"out/mean", "out/logvar"}},
+		{"vae_decode", "vae.safetensors", []string{"out/decoded"}},
+	} {
+		in := filepath.Join(fx, "ref", c.ref)
+		out := filepath.Join(t.TempDir(), c.comp+".safetensors")
+		code, stdout, stderr := ib(t, "reference", "--model", model, "--component", c.comp, "--in", in, "--out", out)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", c.comp, code, stderr)
+		}
+		if !strings.Contains(stdout, out) {
+			t.Errorf("%s: stdout %q", c.comp, stdout)
+		}
+		got, err := safetensors.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := safetensors.Open(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range c.keys {
+			g, gi, err := got.Float32(k)
+			if err != nil {
+				t.Fatalf("%s: %v", c.comp, err)
+			}
+			w, wi, err := want.Float32(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalInts(gi.Shape, wi.Shape) {
+				t.Fatalf("%s %s: shape %v, want %v", c.comp, k, gi.Shape, wi.Shape)
+			}
+			absmax, worst := 0.0, 0.0
+			for i := range w {
+				absmax = math.Max(absmax, math.Abs(float64(w[i])))
+				d := math.Abs(float64(g[i]) - float64(w[i]))
+				if math.IsNaN(d) {
+					d = math.Inf(1)
+				}
+				worst = math.Max(worst, d)
+			}
+			if tol := 1e-4 * math.Max(1, absmax); worst > tol {
+				t.Errorf("%s %s: max abs error %.3g > %.3g", c.comp, k, worst, tol)
+			} else {
+				t.Logf("%s %s: max abs error %.2g (absmax %.3g)", c.comp, k, worst, absmax)
+			}
+		}
+		got.Close()
+		want.Close()
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestGenerate_writesPNG generates one 64x64 image in two steps and reads
+// the PNG and its parameter chunks back.
+func TestGenerate_writesPNG(t *testing.T) {
+	needGPU(t)
+	model := filepath.Join(fixtures(t), "diffusers")
+	dir := t.TempDir()
+	code, stdout, stderr := ib(t, "generate", "--model", model, "--prompt", "a photo of sks dog", "--negative", "blurry",
+		"--steps", "2", "--guidance", "5", "--seed", "42", "--width", "64", "--height", "64", "--sampler", "ddim", "--out", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"step 1/2", "step 2/2", "it/s", "ETA", "peak GPU memory"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	path := strings.TrimSpace(stdout)
+	if filepath.Dir(path) != dir || filepath.Base(path) != "42-a-photo-of-sks-dog.png" {
+		t.Fatalf("stdout %q", stdout)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := img.Bounds(); r.Dx() != 64 || r.Dy() != 64 {
+		t.Errorf("image %v", r)
+	}
+	text, err := generate.ReadPNGText(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range text {
+		got[e.Key] = e.Value
+	}
+	for k, v := range map[string]string{
+		generate.KeyPrompt: "a photo of sks dog", generate.KeyNegative: "blurry", generate.KeySeed: "42",
+		generate.KeySteps: "2", generate.KeyGuidance: "5", generate.KeySampler: "ddim", generate.KeySize: "64x64",
+		generate.KeyModel: "diffusers",
+	} {
+		if got[k] != v {
+			t.Errorf("text %q = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+// TestRun_errors: bad usage and bad inputs are reported, not panics.
+func TestRun_errors(t *testing.T) {
+	fx := fixtures(t)
+	model := filepath.Join(fx, "diffusers")
+	in := filepath.Join(fx, "ref", "unet.safetensors")
+	out := filepath.Join(t.TempDir(), "o.safetensors")
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{nil, 2, "usage"},
+		{[]string{"paint"}, 2, "unknown command"},
+		{[]string{"reference", "--model", model, "--in", in, "--out", out}, 2, "--component is required"},
+		{[]string{"reference", "--model", model, "--component", "clip", "--in", in, "--out", out}, 2, "unknown component"},
+		{[]string{"reference", "--model", model, "--component", "unet", "--in", in}, 2, "--in and --out"},
+		{[]string{"reference", "--model", model, "--component", "unet", "--in", in, "--out", out, "--lora", "x.safetensors"}, 1, "not supported yet"},
+		{[]string{"reference", "--model", model, "--component", "unet", "--in", "/nonexistent.safetensors", "--out", out}, 1, "/nonexistent.safetensors"},
+		{[]string{"generate", "--prompt", "x"}, 2, "--model is required"},
+		{[]string{"generate", "--model", model, "--width", "100"}, 2, "multiples of 64"},
+		{[]string{"generate", "--model", model, "--sampler", "plms"}, 2, "unknown sampler"},
+		{[]string{"generate", "--model", model, "--seed", "-3"}, 2, "--seed"},
+		{[]string{"generate", "--model", model, "--bogus"}, 2, "bogus"},
+	} {
+		code, _, stderr := ib(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.msg) {
+			t.Errorf("ib %v: exit %d, stderr %q; want exit %d mentioning %q", c.args, code, stderr, c.code, c.msg)
+		}
+	}
+}
+
+// TestReference_badInputs: missing tensors, wrong shapes and folders that
+// are not models get errors naming the file.
+func TestReference_badInputs(t *testing.T) {
+	needGPU(t)
+	fx := fixtures(t)
+	model := filepath.Join(fx, "diffusers")
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.safetensors")
+	if err := safetensors.WriteFile(bad, map[string]safetensors.Tensor{
+		"in/latents":   safetensors.F32Tensor(make([]float32, 2*4*6*6), 2, 4, 6, 6),
+		"in/timesteps": safetensors.F32Tensor([]float32{1, 2}, 2),
+		"in/image":     safetensors.F32Tensor(make([]float32, 4*8*8), 1, 4, 8, 8),
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "o.safetensors")
+	for _, c := range []struct {
+		comp, model, msg string
+	}{
+		{"unet", model, "multiples of 8"},
+		{"vae_encode", model, "in/image has shape [1 4 8 8]"},
+		{"vae_decode", model, `no tensor "in/latent"`},
+		{"text_encoder", model, "in/input_ids"},
+		{"unet", dir, "not a diffusers folder"},
+		{"unet", filepath.Join(fx, "single-file", "sd-tiny.safetensors"), "single-file"},
+	} {
+		code, _, stderr := ib(t, "reference", "--model", c.model, "--component", c.comp, "--in", bad, "--out", out)
+		if code != 1 || !strings.Contains(stderr, c.msg) {
+			t.Errorf("%s on %s: exit %d, stderr %q; want mention of %q", c.comp, filepath.Base(c.model), code, stderr, c.msg)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("an output file was written for bad inputs")
+	}
+}
