@@ -14,6 +14,7 @@ import (
 	"github.com/instructbooth/instructbooth/model/nn"
 	"github.com/instructbooth/instructbooth/model/safetensors"
 	"github.com/instructbooth/instructbooth/model/sched"
+	"github.com/x448/float16"
 )
 
 // Pipeline is a loaded Stable Diffusion 1.x model: tokenizer, text
@@ -72,10 +73,11 @@ type LoadOptions struct {
 	// component has one. (A component with only the fp16 file uses it
 	// regardless.)
 	PreferFP16 bool
-	// F16Weights keeps every weight matrix and kernel (rank >= 2) packed
-	// as binary16 on the GPU (half the memory; unpacked per use, see
-	// nn.Weights); biases and norms stay f32. f32 checkpoints are rounded
-	// to nearest even, so outputs equal those of the fp16 checkpoint.
+	// F16Weights rounds every weight to binary16 (nearest even) and keeps
+	// the matrices and kernels (rank >= 2) packed on the GPU: half the
+	// memory, unpacked per use (see nn.Weights). Biases and norm
+	// parameters are stored as f32 holding their binary16 values, so the
+	// model computes exactly what the fp16 checkpoint does.
 	F16Weights bool
 	// ConfigDir is a diffusers-style folder whose unet/config.json,
 	// text_encoder/config.json, vae/config.json, scheduler/
@@ -256,6 +258,13 @@ func uploadOne(e *gpu.Engine, w *nn.Weights, key string, s tensorSrc, f16 bool) 
 	v, _, err := s.f.Float32(s.name)
 	if err != nil {
 		return err
+	}
+	if f16 && info.DType != safetensors.F16 {
+		// Small tensors stay f32 (every op reads them directly) but take
+		// their binary16 values, so the model is the fp16 checkpoint's.
+		for i, x := range v {
+			v[i] = float16.Fromfloat32(x).Float32()
+		}
 	}
 	t, err := e.Upload(gpu.Weights, v, s.shape...)
 	if err != nil {
