@@ -280,7 +280,7 @@ func sniffUNet(path string, keys []string, shape func(string) []int) error {
 	for _, k := range keys {
 		switch {
 		case strings.HasPrefix(k, "add_embedding.") || strings.HasPrefix(k, "label_emb."):
-			return unsupported(path, "SDXL", "the U-Net has "+strings.SplitN(k, ".", 2)[0]+".* (size and pooled-text conditioning)")
+			return unsupported(path, "SDXL", "the U-Net has "+strings.SplitN(k, ".", 2)[0]+".*, size and pooled-text conditioning")
 		case strings.HasSuffix(k, "attn2.to_k.weight"):
 			if s := shape(k); len(s) == 2 && s[1] == 2048 {
 				return unsupported(path, "SDXL", "cross-attention dim 2048")
@@ -297,9 +297,9 @@ func sniffUNet(path string, keys []string, shape func(string) []int) error {
 func sniffText(path string, c clip.TextConfig) error {
 	switch c.HiddenSize {
 	case 1024:
-		return unsupported(path, "SD 2.x", "text encoder width 1024 (OpenCLIP ViT-H)")
+		return unsupported(path, "SD 2.x", "text encoder width 1024, OpenCLIP ViT-H")
 	case 1280:
-		return unsupported(path, "SDXL", "text encoder width 1280 (OpenCLIP ViT-bigG)")
+		return unsupported(path, "SDXL", "text encoder width 1280, OpenCLIP ViT-bigG")
 	}
 	return nil
 }

@@ -275,9 +275,9 @@ func sniffSingleFile(f *safetensors.File) error {
 	for _, n := range f.Names() {
 		switch {
 		case strings.HasPrefix(n, "conditioner.embedders."):
-			return unsupported(f.Path, "SDXL", "it has conditioner.embedders.* (two text encoders)")
+			return unsupported(f.Path, "SDXL", "it has conditioner.embedders.*, two text encoders")
 		case strings.HasPrefix(n, "cond_stage_model.model."):
-			return unsupported(f.Path, "SD 2.x", "its text encoder is OpenCLIP (cond_stage_model.model.*)")
+			return unsupported(f.Path, "SD 2.x", "its text encoder is OpenCLIP: cond_stage_model.model.*")
 		case strings.HasPrefix(n, "lora_unet_") || strings.HasPrefix(n, "lora_te") || strings.Contains(n, ".lora_down.") ||
 			strings.Contains(n, ".lora.down.") || strings.Contains(n, ".lora_A."):
 			return fmt.Errorf("%s: %w: this is a LoRA file (%q), not a checkpoint: apply it to a base model", f.Path, ErrUnsupported, n)
