@@ -1,7 +1,6 @@
 package sd
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -227,17 +226,12 @@ func uploadOne(e *gpu.Engine, w *nn.Weights, key string, s tensorSrc, f16 bool) 
 		return fmt.Errorf("%s: tensor %q has dtype %s, want a float type", s.f.Path, s.name, info.DType)
 	}
 	if f16 && len(s.shape) >= 2 {
-		var bits []uint16
 		if info.DType == safetensors.F16 {
 			raw, _, err := s.f.Raw(s.name)
 			if err != nil {
 				return err
 			}
-			bits = make([]uint16, len(raw)/2)
-			for i := range bits {
-				bits[i] = binary.LittleEndian.Uint16(raw[2*i:])
-			}
-			h, err := e.UploadF16(bits, s.shape...)
+			h, err := e.UploadF16Raw(raw, s.shape...)
 			if err != nil {
 				return fmt.Errorf("%s: uploading %q: %w", s.f.Path, s.name, err)
 			}
@@ -400,4 +394,34 @@ func loadTokenizer(path string) (*clip.Tokenizer, error) {
 		return clip.LoadHF(path)
 	}
 	return clip.LoadBPE(path)
+}
+
+// LoadUNetFrom loads a U-Net from f, a safetensors file in diffusers
+// layout (e.g. RandomCheckpoint's), completing cfg from the weights and
+// checking them against its schema. Only opts.F16Weights applies.
+func LoadUNetFrom(e *gpu.Engine, f *safetensors.File, cfg UNetConfig, opts LoadOptions) (*UNet, error) {
+	l := &loader{e: e, opts: opts, p: &Pipeline{}}
+	if err := l.buildUNet(identitySet(f, nil), cfg, f.Path, func(k string) string { return k }); err != nil {
+		return nil, err
+	}
+	return l.p.UNet, nil
+}
+
+// LoadVAEFrom loads an AutoencoderKL from f in diffusers layout.
+func LoadVAEFrom(e *gpu.Engine, f *safetensors.File, opts LoadOptions) (*VAE, error) {
+	l := &loader{e: e, opts: opts, p: &Pipeline{}}
+	if err := l.buildVAE(identitySet(f, legacyVAEKey), f.Path, func(k string) string { return k }); err != nil {
+		return nil, err
+	}
+	return l.p.VAE, nil
+}
+
+// LoadTextFrom loads a CLIPTextModel from f in transformers layout
+// ("text_model.*"), with the head count and activation of cfg.
+func LoadTextFrom(e *gpu.Engine, f *safetensors.File, cfg clip.TextConfig, opts LoadOptions) (*clip.TextModel, error) {
+	l := &loader{e: e, opts: opts, p: &Pipeline{}}
+	if err := l.buildText(identitySet(f, nil), cfg, f.Path, func(k string) string { return k }); err != nil {
+		return nil, err
+	}
+	return l.p.Text, nil
 }
