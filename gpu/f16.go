@@ -49,6 +49,44 @@ func (e *Engine) UploadF16(bits []uint16, shape ...int) (*F16, error) {
 	return &F16{e: e, buf: buf, shape: append([]int(nil), shape...), n: len(bits)}, nil
 }
 
+// UploadF16Raw copies little-endian binary16 data (2 bytes per value, the
+// layout of a safetensors F16 tensor, which is already the packed word
+// layout) into a new F16 of the given shape (no shape: [len(raw)/2]),
+// accounted as Weights. It skips UploadF16's per-value repacking.
+func (e *Engine) UploadF16Raw(raw []byte, shape ...int) (*F16, error) {
+	n := len(raw) / 2
+	if len(raw)%2 != 0 {
+		return nil, fmt.Errorf("gpu: %d bytes of half values", len(raw))
+	}
+	if len(shape) == 0 {
+		shape = []int{n}
+	}
+	if numel(shape) != n {
+		return nil, fmt.Errorf("gpu: %d half values do not fill shape %v", n, shape)
+	}
+	if err := e.lost; err != nil {
+		return nil, err
+	}
+	buf, err := e.pool.get(uint64((n+1)/2)*4, Weights)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.rec.flush(); err != nil {
+		e.pool.put(buf)
+		return nil, err
+	}
+	if len(raw)%4 != 0 {
+		raw = append(raw[:len(raw):len(raw)], 0, 0) // WriteBuffer takes whole words
+	}
+	if len(raw) > 0 {
+		if err := e.queue.WriteBuffer(buf.b, 0, raw); err != nil {
+			e.pool.put(buf)
+			return nil, e.fail(fmt.Errorf("gpu: uploading %d half values: %w", n, err))
+		}
+	}
+	return &F16{e: e, buf: buf, shape: append([]int(nil), shape...), n: n}, nil
+}
+
 // F16FromFloat32 converts data to binary16 on the CPU (x448/float16:
 // round to nearest even, overflow to infinity) and uploads it.
 func (e *Engine) F16FromFloat32(data []float32, shape ...int) (*F16, error) {

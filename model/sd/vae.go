@@ -39,7 +39,7 @@ func NewVAE(w *nn.Weights) (*VAE, error) {
 	c.LatentChannels = qc[0] / 2
 	for i := 0; ; i++ {
 		s := w.Shape(fmt.Sprintf("encoder.down_blocks.%d.resnets.0.conv1.weight", i))
-		if s == nil {
+		if len(s) != 4 {
 			break
 		}
 		c.BlockOutChannels = append(c.BlockOutChannels, s[0])
