@@ -77,8 +77,11 @@ func (e *Engine) Attention(q, k, v *Tensor, scale float32, causal bool) *Tensor 
 	}
 	B, H, Lq, D := q.shape[0], q.shape[1], q.shape[2], q.shape[3]
 	Lk := k.shape[2]
+	if D > maxHeadDim && !causal {
+		return e.attentionWide(q, k, v, scale)
+	}
 	if D > maxHeadDim || D == 0 {
-		panic(fmt.Sprintf("gpu: Attention head dimension %d not in [1, %d]", D, maxHeadDim))
+		panic(fmt.Sprintf("gpu: Attention head dimension %d not in [1, %d] (causal)", D, maxHeadDim))
 	}
 	if Lk == 0 && Lq > 0 {
 		panic("gpu: Attention over zero keys")

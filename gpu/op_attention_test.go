@@ -100,3 +100,21 @@ func TestAttention_chunked(t *testing.T) {
 		})
 	})
 }
+
+// TestAttention_wideHeads covers heads wider than the flash kernels take
+// (the VAE's single 512-channel head), in several query blocks.
+func TestAttention_wideHeads(t *testing.T) {
+	old := wideScoreBudget
+	wideScoreBudget = 4 * 2 * 7 * 23 // force three query blocks
+	defer func() { wideScoreBudget = old }()
+	checkOp(t, opCase{
+		name:   "attention D=200",
+		shapes: [][]int{{1, 2, 17, 200}, {1, 2, 23, 200}, {1, 2, 23, 200}},
+		gpu:    func(e *Engine, in []*Tensor) *Tensor { return e.Attention(in[0], in[1], in[2], 0.07, false) },
+		ref:    func(in []*ref.T) *ref.T { return ref.Attention(in[0], in[1], in[2], 0.07, false) },
+		refBack: func(in []*ref.T, g *ref.T) []*ref.T {
+			dq, dk, dv := ref.AttentionBackward(in[0], in[1], in[2], g, 0.07, false)
+			return []*ref.T{dq, dk, dv}
+		},
+	})
+}
