@@ -223,6 +223,20 @@ func (e *Engine) track(t *Tensor) {
 	s.items = append(s.items, t)
 }
 
+// Consume releases intermediate tensors at once when gradients are not
+// being recorded: inference code calls it on activations it has used up,
+// so peak memory is what one layer needs rather than what a whole block
+// created. While recording it does nothing (Backward may need them).
+// Releasing again at Scope close is harmless.
+func (e *Engine) Consume(ts ...*Tensor) {
+	if e.recording() {
+		return
+	}
+	for _, t := range ts {
+		t.Release()
+	}
+}
+
 // Outside runs f with the tensors it creates belonging to no scope: they
 // live until released, whatever scopes are open (e.g. activations copied
 // out of a model for inspection).

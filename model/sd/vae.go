@@ -59,12 +59,28 @@ func NewVAE(w *nn.Weights) (*VAE, error) {
 func (v *VAE) resnet(w *nn.Weights, x *gpu.Tensor) *gpu.Tensor {
 	e, c := w.E, v.Cfg
 	s := e.Scope()
-	h := nn.Conv2d(w.Sub("conv1"), e.SiLU(nn.GroupNorm(w.Sub("norm1"), x, c.Groups, c.Eps)), 1, 1)
-	h = nn.Conv2d(w.Sub("conv2"), e.SiLU(nn.GroupNorm(w.Sub("norm2"), h, c.Groups, c.Eps)), 1, 1)
+	// In inference each activation is released as soon as the next layer
+	// has consumed it (Consume); at 512x512 one decoder activation is 128 MiB.
+	n := nn.GroupNorm(w.Sub("norm1"), x, c.Groups, c.Eps)
+	a := e.SiLU(n)
+	e.Consume(n)
+	h := nn.Conv2d(w.Sub("conv1"), a, 1, 1)
+	e.Consume(a)
+	n = nn.GroupNorm(w.Sub("norm2"), h, c.Groups, c.Eps)
+	e.Consume(h)
+	a = e.SiLU(n)
+	e.Consume(n)
+	h = nn.Conv2d(w.Sub("conv2"), a, 1, 1)
+	e.Consume(a)
+	skip := x
 	if w.Has("conv_shortcut.weight") {
-		x = nn.Conv2d(w.Sub("conv_shortcut"), x, 1, 0)
+		skip = nn.Conv2d(w.Sub("conv_shortcut"), x, 1, 0)
 	}
-	out := e.Add(x, h)
+	out := e.Add(skip, h)
+	e.Consume(h)
+	if skip != x {
+		e.Consume(skip)
+	}
 	s.Close(out)
 	return out
 }
@@ -84,10 +100,16 @@ func (v *VAE) attention(w *nn.Weights, x *gpu.Tensor) *gpu.Tensor {
 	return out
 }
 
+// mid runs the mid block on h, consuming h.
 func (v *VAE) mid(w *nn.Weights, h *gpu.Tensor) *gpu.Tensor {
-	h = v.resnet(w.Sub("resnets.0"), h)
-	h = v.attention(w.Sub("attentions.0"), h)
-	return v.resnet(w.Sub("resnets.1"), h)
+	e := w.E
+	a := v.resnet(w.Sub("resnets.0"), h)
+	e.Consume(h)
+	b := v.attention(w.Sub("attentions.0"), a)
+	e.Consume(a)
+	out := v.resnet(w.Sub("resnets.1"), b)
+	e.Consume(b)
+	return out
 }
 
 // Encode maps images x [N, 3, H, W] in [-1, 1] (H, W multiples of 8) to the
@@ -98,19 +120,25 @@ func (v *VAE) Encode(x *gpu.Tensor) (mean, logvar *gpu.Tensor) {
 	w := v.W.Sub("encoder")
 	s := e.Scope()
 	h := nn.Conv2d(w.Sub("conv_in"), x, 1, 1)
+	next := func(t *gpu.Tensor) { e.Consume(h); h = t } // h is never the caller's x
 	for i := range c.BlockOutChannels {
 		bw := w.Sub(fmt.Sprintf("down_blocks.%d", i))
 		for j := 0; j < c.LayersPerBlock; j++ {
-			h = v.resnet(bw.Sub(fmt.Sprintf("resnets.%d", j)), h)
+			next(v.resnet(bw.Sub(fmt.Sprintf("resnets.%d", j)), h))
 		}
 		if i < len(c.BlockOutChannels)-1 {
 			// Downsample2D in the VAE pads right and bottom by one, then
 			// convolves with stride 2 and no padding.
-			h = nn.Conv2d(bw.Sub("downsamplers.0.conv"), e.Pad2d(h, 0, 1, 0, 1), 2, 0)
+			p := e.Pad2d(h, 0, 1, 0, 1)
+			next(nn.Conv2d(bw.Sub("downsamplers.0.conv"), p, 2, 0))
+			e.Consume(p)
 		}
 	}
 	h = v.mid(w.Sub("mid_block"), h)
-	h = nn.Conv2d(w.Sub("conv_out"), e.SiLU(nn.GroupNorm(w.Sub("conv_norm_out"), h, c.Groups, c.Eps)), 1, 1)
+	n := nn.GroupNorm(w.Sub("conv_norm_out"), h, c.Groups, c.Eps)
+	next(e.SiLU(n))
+	e.Consume(n)
+	next(nn.Conv2d(w.Sub("conv_out"), h, 1, 1))
 	moments := nn.Conv2d(v.W.Sub("quant_conv"), h, 1, 0) // [N, 2L, h, w]
 	parts := e.Split(moments, 1, c.LatentChannels, c.LatentChannels)
 	mean, logvar = parts[0], e.Clamp(parts[1], -30, 20)
@@ -125,18 +153,25 @@ func (v *VAE) Decode(z *gpu.Tensor) *gpu.Tensor {
 	w := v.W.Sub("decoder")
 	s := e.Scope()
 	h := nn.Conv2d(v.W.Sub("post_quant_conv"), z, 1, 0)
-	h = nn.Conv2d(w.Sub("conv_in"), h, 1, 1)
+	next := func(t *gpu.Tensor) { e.Consume(h); h = t } // h is never the caller's z
+	next(nn.Conv2d(w.Sub("conv_in"), h, 1, 1))
 	h = v.mid(w.Sub("mid_block"), h)
 	for i := range c.BlockOutChannels {
 		bw := w.Sub(fmt.Sprintf("up_blocks.%d", i))
 		for j := 0; j <= c.LayersPerBlock; j++ {
-			h = v.resnet(bw.Sub(fmt.Sprintf("resnets.%d", j)), h)
+			next(v.resnet(bw.Sub(fmt.Sprintf("resnets.%d", j)), h))
 		}
 		if i < len(c.BlockOutChannels)-1 {
-			h = nn.Conv2d(bw.Sub("upsamplers.0.conv"), e.Upsample2x(h), 1, 1)
+			u := e.Upsample2x(h)
+			next(nn.Conv2d(bw.Sub("upsamplers.0.conv"), u, 1, 1))
+			e.Consume(u)
 		}
 	}
-	out := nn.Conv2d(w.Sub("conv_out"), e.SiLU(nn.GroupNorm(w.Sub("conv_norm_out"), h, c.Groups, c.Eps)), 1, 1)
+	n := nn.GroupNorm(w.Sub("conv_norm_out"), h, c.Groups, c.Eps)
+	next(e.SiLU(n))
+	e.Consume(n)
+	out := nn.Conv2d(w.Sub("conv_out"), h, 1, 1)
+	e.Consume(h)
 	s.Close(out)
 	return out
 }
