@@ -281,6 +281,39 @@ func TestGenerate_writesPNG(t *testing.T) {
 	}
 }
 
+// TestGenerate_singleFileLoRA generates from the single-file checkpoint
+// with a LoRA; the PNG names the checkpoint file.
+func TestGenerate_singleFileLoRA(t *testing.T) {
+	needGPU(t)
+	fx := fixtures(t)
+	dir := t.TempDir()
+	code, stdout, stderr := ib(t, "generate", "--model", filepath.Join(fx, "single-file", "sd-tiny.safetensors"),
+		"--config", filepath.Join(fx, "diffusers"), "--lora", filepath.Join(fx, "lora", "lora_kohya.safetensors:0.8"),
+		"--prompt", "a dog", "--steps", "1", "--seed", "7", "--width", "64", "--height", "64", "--out", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"single-file", "128 U-Net", "x0.8"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	f, err := os.Open(strings.TrimSpace(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	text, err := generate.ReadPNGText(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range text {
+		if e.Key == generate.KeyModel && e.Value != "sd-tiny.safetensors" {
+			t.Errorf("model %q", e.Value)
+		}
+	}
+}
+
 // TestRun_errors: bad usage and bad inputs are reported, not panics.
 func TestRun_errors(t *testing.T) {
 	fx := fixtures(t)
