@@ -15,15 +15,18 @@ import (
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/generate"
+	"github.com/instructbooth/instructbooth/model/sd"
 )
 
 // generateCmd is text-to-image: it writes one PNG per image to --out
 // (named <seed>-<prompt words>.png, never overwriting), prints each path
 // on stdout, and reports progress with rate and ETA and the peak GPU
-// memory on stderr. Interrupt (Ctrl-C) stops between steps.
+// memory on stderr. Interrupt (Ctrl-C) stops between steps. --model is a
+// diffusers folder or a single-file checkpoint (see modelFlags); the
+// weights are kept as binary16 on the GPU unless --f16-weights=false.
 func generateCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("generate", stderr)
-	model := fs.String("model", "", "diffusers folder of the model")
+	mf := addModelFlags(fs, true)
 	prompt := fs.String("prompt", "", "text prompt")
 	negative := fs.String("negative", "", "negative prompt (the unconditional text)")
 	steps := fs.Int("steps", generate.DefaultSteps, "sampling steps")
@@ -39,7 +42,7 @@ func generateCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *model == "" {
+	if mf.model == "" {
 		return usagef("--model is required")
 	}
 	seed := rand.Uint64() >> 32 // short random seeds are easier to retype
@@ -70,16 +73,18 @@ func generateCmd(args []string, stdout, stderr io.Writer) error {
 	defer e.Close()
 	fmt.Fprintf(stderr, "adapter: %s\n", e.Info)
 	t0 := time.Now()
-	m, err := openModel(e, *model)
+	pl, err := mf.load(e, sd.CompAll)
 	if err != nil {
 		return err
 	}
-	defer m.release()
-	c, err := m.components()
+	defer pl.Release()
+	detach, err := mf.attachLoRA(pl, stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "loaded %s in %.1fs\n", *model, time.Since(t0).Seconds())
+	defer detach()
+	c := components(pl, mf.name())
+	fmt.Fprintf(stderr, "loaded %s (%s) in %.1fs\n", mf.model, pl.Source.Layout, time.Since(t0).Seconds())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

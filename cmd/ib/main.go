@@ -6,12 +6,20 @@
 //	    CPU reference.
 //	ib generate --model PATH --prompt TEXT [--negative TEXT] [--steps N]
 //	    [--guidance G] [--seed S] [--width W --height H] [--count N]
-//	    [--sampler ddim|euler|dpm++2m] [--eta E] [--out DIR]
+//	    [--sampler ddim|euler|dpm++2m] [--eta E] [--out DIR] [model flags]
 //	    text-to-image; PNG files carry the parameters in text chunks.
 //	ib reference --model PATH --component NAME --in IN.safetensors
-//	    --out OUT.safetensors [--lora FILE]
+//	    --out OUT.safetensors [model flags]
 //	    run one model component on tensors from a file and write its
 //	    outputs, with the sd-tiny fixtures' tensor names.
+//
+// Model flags (generate and reference): --model is a diffusers folder or a
+// single-file checkpoint; --config DIR (diffusers-style folder with the
+// configs and tokenizer for a single file), --tokenizer PATH, --fp16 (read
+// diffusers' .fp16 variants), --f16-weights (binary16 weights on the GPU;
+// default on for generate, off for reference so fixture comparisons stay
+// fp32-exact), --lora FILE[:SCALE] (one LoRA, its scale multiplied by
+// SCALE).
 //
 // Flags take one or two dashes.
 package main
@@ -34,8 +42,13 @@ commands:
   selfcheck   print the GPU adapter and check every engine op against its CPU reference
   generate    text-to-image: ib generate --model PATH --prompt TEXT [flags]
   reference   run one component on tensors from a safetensors file:
-              ib reference --model PATH --component NAME --in IN --out OUT [--lora FILE]
+              ib reference --model PATH --component NAME --in IN --out OUT [--lora FILE[:SCALE]]
               components: text_encoder, unet, vae_encode, vae_decode
+
+--model is a diffusers folder or a single-file checkpoint (.safetensors);
+model flags of generate and reference: --config DIR, --tokenizer PATH,
+--fp16, --f16-weights (default on for generate, off for reference),
+--lora FILE[:SCALE].
 
 Run "ib <command> --help" for a command's flags.
 

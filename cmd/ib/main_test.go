@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"image/png"
 	"math"
 	"os"
@@ -77,43 +78,144 @@ func TestReference_fixtures(t *testing.T) {
 		if !strings.Contains(stdout, out) {
 			t.Errorf("%s: stdout %q", c.comp, stdout)
 		}
-		got, err := safetensors.Open(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := safetensors.Open(in)
-		if err != nil {
-			t.Fatal(err)
-		}
 		for _, k := range c.keys {
-			g, gi, err := got.Float32(k)
-			if err != nil {
-				t.Fatalf("%s: %v", c.comp, err)
-			}
-			w, wi, err := want.Float32(k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !equalInts(gi.Shape, wi.Shape) {
-				t.Fatalf("%s %s: shape %v, want %v", c.comp, k, gi.Shape, wi.Shape)
-			}
-			absmax, worst := 0.0, 0.0
-			for i := range w {
-				absmax = math.Max(absmax, math.Abs(float64(w[i])))
-				d := math.Abs(float64(g[i]) - float64(w[i]))
-				if math.IsNaN(d) {
-					d = math.Inf(1)
-				}
-				worst = math.Max(worst, d)
-			}
-			if tol := 1e-4 * math.Max(1, absmax); worst > tol {
-				t.Errorf("%s %s: max abs error %.3g > %.3g", c.comp, k, worst, tol)
-			} else {
-				t.Logf("%s %s: max abs error %.2g (absmax %.3g)", c.comp, k, worst, absmax)
-			}
+			compareKey(t, c.comp, out, k, in, k)
 		}
-		got.Close()
-		want.Close()
+	}
+}
+
+// compareKey checks tensor gotKey of file got against wantKey of file
+// want: same shape, max abs error <= 1e-4 max(1, absmax).
+func compareKey(t *testing.T, what, got, gotKey, want, wantKey string) {
+	t.Helper()
+	gf, err := safetensors.Open(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gf.Close()
+	wf, err := safetensors.Open(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wf.Close()
+	g, gi, err := gf.Float32(gotKey)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	w, wi, err := wf.Float32(wantKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalInts(gi.Shape, wi.Shape) {
+		t.Fatalf("%s %s: shape %v, want %v", what, gotKey, gi.Shape, wi.Shape)
+	}
+	absmax, worst := 0.0, 0.0
+	for i := range w {
+		absmax = math.Max(absmax, math.Abs(float64(w[i])))
+		d := math.Abs(float64(g[i]) - float64(w[i]))
+		if math.IsNaN(d) {
+			d = math.Inf(1)
+		}
+		worst = math.Max(worst, d)
+	}
+	if tol := 1e-4 * math.Max(1, absmax); worst > tol {
+		t.Errorf("%s %s vs %s: max abs error %.3g > %.3g", what, gotKey, wantKey, worst, tol)
+	} else {
+		t.Logf("%s %s vs %s: max abs error %.2g (absmax %.3g)", what, gotKey, wantKey, worst, absmax)
+	}
+}
+
+// TestReference_lora applies the fixture LoRA files through --lora and
+// compares with the fixtures' noise predictions (kohya: alpha/rank = 0.5;
+// diffusers: 1; a :SCALE suffix multiplies the file's scale).
+func TestReference_lora(t *testing.T) {
+	needGPU(t)
+	fx := fixtures(t)
+	model := filepath.Join(fx, "diffusers")
+	in := filepath.Join(fx, "ref", "unet_lora.safetensors")
+	// The LoRA at scale 0 must give the base model's prediction.
+	base := filepath.Join(t.TempDir(), "base.safetensors")
+	if code, _, stderr := ib(t, "reference", "--model", model, "--component", "unet", "--in", in, "--out", base); code != 0 {
+		t.Fatalf("base: exit %d: %s", code, stderr)
+	}
+	for _, c := range []struct{ lora, wantFile, want string }{
+		{"lora_kohya.safetensors", in, "out/noise_pred_lora_kohya"},
+		{"lora_diffusers.safetensors:1", in, "out/noise_pred_lora_diffusers"},
+		{"lora_diffusers.safetensors:0", base, "out/noise_pred"},
+	} {
+		out := filepath.Join(t.TempDir(), "o.safetensors")
+		code, _, stderr := ib(t, "reference", "--model", model, "--component", "unet", "--in", in, "--out", out,
+			"--lora", filepath.Join(fx, "lora", c.lora))
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", c.lora, code, stderr)
+		}
+		if !strings.Contains(stderr, "128 U-Net") {
+			t.Errorf("%s: stderr %q", c.lora, stderr)
+		}
+		compareKey(t, c.lora, out, "out/noise_pred", c.wantFile, c.want)
+	}
+	// A U-Net-only LoRA leaves the text encoder as it was.
+	in = filepath.Join(fx, "ref", "text_encoder.safetensors")
+	out := filepath.Join(t.TempDir(), "te.safetensors")
+	code, _, stderr := ib(t, "reference", "--model", model, "--component", "text_encoder", "--in", in, "--out", out,
+		"--lora", filepath.Join(fx, "lora", "lora_kohya.safetensors"))
+	if code != 0 {
+		t.Fatalf("text_encoder: exit %d: %s", code, stderr)
+	}
+	compareKey(t, "text_encoder+lora", out, "out/last_hidden_state", in, "out/last_hidden_state")
+}
+
+// TestReference_singleFile runs the single-file checkpoint (fp16-rounded
+// weights) with the diffusers folder's configs, with f32 and packed
+// binary16 weights, plus the kohya LoRA.
+func TestReference_singleFile(t *testing.T) {
+	needGPU(t)
+	fx := fixtures(t)
+	model := filepath.Join(fx, "single-file", "sd-tiny.safetensors")
+	cfg := filepath.Join(fx, "diffusers")
+	for _, c := range []struct {
+		in, want string
+		flags    []string
+	}{
+		{"unet.safetensors", "out/noise_pred_fp16w", nil},
+		{"unet.safetensors", "out/noise_pred_fp16w", []string{"--f16-weights"}},
+	} {
+		in := filepath.Join(fx, "ref", c.in)
+		out := filepath.Join(t.TempDir(), "o.safetensors")
+		args := append([]string{"reference", "--model", model, "--config", cfg, "--component", "unet", "--in", in, "--out", out}, c.flags...)
+		code, _, stderr := ib(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", c.flags, code, stderr)
+		}
+		compareKey(t, fmt.Sprint("single-file ", c.flags), out, "out/noise_pred", in, c.want)
+	}
+	in := filepath.Join(fx, "ref", "text_encoder.safetensors")
+	out := filepath.Join(t.TempDir(), "te.safetensors")
+	code, _, stderr := ib(t, "reference", "--model", model, "--config", cfg, "--component", "text_encoder", "--in", in, "--out", out)
+	if code != 0 {
+		t.Fatalf("text_encoder: exit %d: %s", code, stderr)
+	}
+	compareKey(t, "single-file text_encoder", out, "out/last_hidden_state", in, "out/last_hidden_state_fp16w")
+}
+
+func TestLoraFlag(t *testing.T) {
+	for _, c := range []struct {
+		in, path string
+		scale    float32
+	}{
+		{"a.safetensors", "a.safetensors", 1},
+		{"a.safetensors:0.5", "a.safetensors", 0.5},
+		{"C:/x/a.safetensors", "C:/x/a.safetensors", 1},
+		{"dir:1/a.safetensors:-2", "dir:1/a.safetensors", -2},
+	} {
+		var f loraFlag
+		if err := f.Set(c.in); err != nil || f.path != c.path || f.scale != c.scale {
+			t.Errorf("Set(%q): %q %g %v; want %q %g", c.in, f.path, f.scale, err, c.path, c.scale)
+		}
+	}
+	var f loraFlag
+	if f.Set(":2") == nil {
+		t.Error("Set(\":2\") accepted an empty file name")
 	}
 }
 
@@ -179,6 +281,39 @@ func TestGenerate_writesPNG(t *testing.T) {
 	}
 }
 
+// TestGenerate_singleFileLoRA generates from the single-file checkpoint
+// with a LoRA; the PNG names the checkpoint file.
+func TestGenerate_singleFileLoRA(t *testing.T) {
+	needGPU(t)
+	fx := fixtures(t)
+	dir := t.TempDir()
+	code, stdout, stderr := ib(t, "generate", "--model", filepath.Join(fx, "single-file", "sd-tiny.safetensors"),
+		"--config", filepath.Join(fx, "diffusers"), "--lora", filepath.Join(fx, "lora", "lora_kohya.safetensors:0.8"),
+		"--prompt", "a dog", "--steps", "1", "--seed", "7", "--width", "64", "--height", "64", "--out", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"single-file", "128 U-Net", "x0.8"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	f, err := os.Open(strings.TrimSpace(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	text, err := generate.ReadPNGText(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range text {
+		if e.Key == generate.KeyModel && e.Value != "sd-tiny.safetensors" {
+			t.Errorf("model %q", e.Value)
+		}
+	}
+}
+
 // TestRun_errors: bad usage and bad inputs are reported, not panics.
 func TestRun_errors(t *testing.T) {
 	fx := fixtures(t)
@@ -195,7 +330,9 @@ func TestRun_errors(t *testing.T) {
 		{[]string{"reference", "--model", model, "--in", in, "--out", out}, 2, "--component is required"},
 		{[]string{"reference", "--model", model, "--component", "clip", "--in", in, "--out", out}, 2, "unknown component"},
 		{[]string{"reference", "--model", model, "--component", "unet", "--in", in}, 2, "--in and --out"},
-		{[]string{"reference", "--model", model, "--component", "unet", "--in", in, "--out", out, "--lora", "x.safetensors"}, 1, "not supported yet"},
+		{[]string{"reference", "--model", model, "--component", "vae_decode", "--in", in, "--out", out, "--lora", "x.safetensors"}, 2, "--lora applies to the unet and text_encoder"},
+		{[]string{"reference", "--model", model, "--component", "unet", "--in", in, "--out", out, "--lora", "a.safetensors", "--lora", "b.safetensors"}, 2, "only one LoRA"},
+		{[]string{"reference", "--model", model, "--component", "unet", "--in", in, "--out", out, "--lora", "/nonexistent-lora.safetensors:0.5"}, 1, "/nonexistent-lora.safetensors"},
 		{[]string{"reference", "--model", model, "--component", "unet", "--in", "/nonexistent.safetensors", "--out", out}, 1, "/nonexistent.safetensors"},
 		{[]string{"generate", "--prompt", "x"}, 2, "--model is required"},
 		{[]string{"generate", "--model", model, "--width", "100"}, 2, "multiples of 64"},
@@ -233,8 +370,8 @@ func TestReference_badInputs(t *testing.T) {
 		{"vae_encode", model, "in/image has shape [1 4 8 8]"},
 		{"vae_decode", model, `no tensor "in/latent"`},
 		{"text_encoder", model, "in/input_ids"},
-		{"unet", dir, "not a diffusers folder"},
-		{"unet", filepath.Join(fx, "single-file", "sd-tiny.safetensors"), "single-file"},
+		{"unet", dir, "not a diffusers pipeline folder"},
+		{"unet", filepath.Join(fx, "lora", "lora_kohya.safetensors"), "this is a LoRA file"},
 	} {
 		code, _, stderr := ib(t, "reference", "--model", c.model, "--component", c.comp, "--in", bad, "--out", out)
 		if code != 1 || !strings.Contains(stderr, c.msg) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/safetensors"
+	"github.com/instructbooth/instructbooth/model/sd"
 )
 
 // referenceCmd runs one model component on the tensors of --in and writes
@@ -20,19 +21,26 @@ import (
 //	              -> out/noise_pred [N, C, H, W]
 //	vae_encode:   in/image [N, 3, H, W] -> out/mean, out/logvar [N, 4, H/8, W/8]
 //	vae_decode:   in/latent [N, 4, h, w] (unscaled) -> out/decoded [N, 3, 8h, 8w]
+//
+// --model is a diffusers folder or a single-file checkpoint (--config and
+// --tokenizer complete the latter). Unlike generate, --f16-weights is off
+// by default so that the outputs of an fp32 checkpoint match the fp32
+// fixtures exactly; a checkpoint stored in fp16 computes the *_fp16w
+// references either way. --lora FILE[:SCALE] applies to the unet and
+// text_encoder components (the LoRA is read against both models, so both
+// are loaded).
 func referenceCmd(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("reference", stderr)
-	model := fs.String("model", "", "diffusers folder of the model")
+	mf := addModelFlags(fs, false)
 	comp := fs.String("component", "", "text_encoder, unet, vae_encode or vae_decode")
 	in := fs.String("in", "", "input safetensors file")
 	out := fs.String("out", "", "output safetensors file")
-	lora := fs.String("lora", "", "LoRA file applied to the U-Net at its own scale")
 	adapter := fs.String("adapter", "", "GPU adapter choice")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	switch {
-	case *model == "":
+	case mf.model == "":
 		return usagef("--model is required")
 	case *in == "" || *out == "":
 		return usagef("--in and --out are required")
@@ -44,8 +52,12 @@ func referenceCmd(args []string, stdout, stderr io.Writer) error {
 	default:
 		return usagef("unknown component %q (text_encoder, unet, vae_encode, vae_decode)", *comp)
 	}
-	if *lora != "" {
-		return fmt.Errorf("--lora %s: LoRA files are not supported yet by this build", *lora)
+	comps := map[string]sd.Component{"text_encoder": sd.CompText, "unet": sd.CompUNet, "vae_encode": sd.CompVAE, "vae_decode": sd.CompVAE}[*comp]
+	if mf.lora.path != "" {
+		if comps == sd.CompVAE {
+			return usagef("--lora applies to the unet and text_encoder components, not %s", *comp)
+		}
+		comps = sd.CompText | sd.CompUNet // a LoRA is read against both
 	}
 	f, err := safetensors.Open(*in)
 	if err != nil {
@@ -57,11 +69,16 @@ func referenceCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer e.Close()
-	m, err := openModel(e, *model)
+	m, err := mf.load(e, comps)
 	if err != nil {
 		return err
 	}
-	defer m.release()
+	defer m.Release()
+	detach, err := mf.attachLoRA(m, stderr)
+	if err != nil {
+		return err
+	}
+	defer detach()
 	r := &refRun{e: e, f: f, out: map[string]safetensors.Tensor{}}
 	switch *comp {
 	case "text_encoder":
@@ -79,7 +96,7 @@ func referenceCmd(args []string, stdout, stderr io.Writer) error {
 	if err := e.Err(); err != nil {
 		return err
 	}
-	meta := map[string]string{"component": *comp, "model": filepath.Base(filepath.Clean(*model)), "input": filepath.Base(*in)}
+	meta := map[string]string{"component": *comp, "model": mf.name(), "input": filepath.Base(*in)}
 	if err := safetensors.WriteFile(*out, r.out, meta); err != nil {
 		return err
 	}
@@ -139,7 +156,7 @@ func (r *refRun) release() {
 	}
 }
 
-func (r *refRun) textEncoder(m *modelDir) error {
+func (r *refRun) textEncoder(m *sd.Pipeline) error {
 	key := "in/input_ids"
 	raw, info, err := r.f.Int64(key)
 	if err != nil {
@@ -148,10 +165,7 @@ func (r *refRun) textEncoder(m *modelDir) error {
 	if len(info.Shape) != 2 || info.Shape[0] < 1 || info.Shape[1] < 1 {
 		return fmt.Errorf("%s: %s has shape %v, want [N, L]", r.f.Path, key, info.Shape)
 	}
-	tm, err := m.textModel()
-	if err != nil {
-		return err
-	}
+	tm := m.Text
 	n, l := info.Shape[0], info.Shape[1]
 	ids := make([][]int32, n)
 	for i := range ids {
@@ -183,12 +197,9 @@ func (r *refRun) textEncoder(m *modelDir) error {
 	return res
 }
 
-func (r *refRun) unet(m *modelDir) error {
+func (r *refRun) unet(m *sd.Pipeline) error {
 	defer r.release()
-	u, err := m.unet()
-	if err != nil {
-		return err
-	}
+	u := m.UNet
 	c := u.Cfg
 	x, err := r.input("in/latents", -1, c.InChannels, -1, -1)
 	if err != nil {
@@ -211,12 +222,9 @@ func (r *refRun) unet(m *modelDir) error {
 	return r.output("out/noise_pred", out)
 }
 
-func (r *refRun) vaeEncode(m *modelDir) error {
+func (r *refRun) vaeEncode(m *sd.Pipeline) error {
 	defer r.release()
-	v, err := m.vae()
-	if err != nil {
-		return err
-	}
+	v := m.VAE
 	x, err := r.input("in/image", -1, v.Cfg.InChannels, -1, -1)
 	if err != nil {
 		return err
@@ -233,12 +241,9 @@ func (r *refRun) vaeEncode(m *modelDir) error {
 	return r.output("out/logvar", logvar)
 }
 
-func (r *refRun) vaeDecode(m *modelDir) error {
+func (r *refRun) vaeDecode(m *sd.Pipeline) error {
 	defer r.release()
-	v, err := m.vae()
-	if err != nil {
-		return err
-	}
+	v := m.VAE
 	z, err := r.input("in/latent", -1, v.Cfg.LatentChannels, -1, -1)
 	if err != nil {
 		return err

@@ -40,6 +40,12 @@ func (w *Weights) Sub(prefix string) *Weights {
 	return &Weights{E: w.E, m: w.m, h: w.h, prefix: w.prefix + prefix + ".", adapters: w.adapters}
 }
 
+// Root returns the view of all keys (no prefix) over the same tensors and
+// adapters, e.g. the root holding "text_model.*" of a clip.TextModel's W.
+func (w *Weights) Root() *Weights {
+	return &Weights{E: w.E, m: w.m, h: w.h, adapters: w.adapters}
+}
+
 // Key returns the full key of name in this view.
 func (w *Weights) Key(name string) string { return w.prefix + name }
 

@@ -68,3 +68,30 @@ func TestWeights_packed(t *testing.T) {
 		t.Error("Release left keys")
 	}
 }
+
+// TestWeights_root: Root of a view sees every key unprefixed and shares
+// the adapters with the view.
+func TestWeights_root(t *testing.T) {
+	e, err := gpu.Open(gpu.Options{})
+	if errors.Is(err, gpu.ErrNoAdapter) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	w := NewWeights(e)
+	defer w.Release()
+	var b *gpu.Tensor
+	e.Outside(func() { b = e.FromSlice([]float32{1, 2}, 2) })
+	v := w.Sub("text_model").Sub("lin")
+	v.Set("bias", b)
+	r := v.Root()
+	if !r.Has("text_model.lin.bias") || r.Has("bias") || r.Key("x") != "x" {
+		t.Fatal("Root keys")
+	}
+	r.Attach(Adapters{"text_model.lin": &LoRA{Scale: 2}})
+	if a := *v.adapters; a["text_model.lin"] == nil || a["text_model.lin"].Scale != 2 {
+		t.Fatal("Root does not share the adapters")
+	}
+}
