@@ -178,3 +178,43 @@ func TestStep_GPU(t *testing.T) {
 		}
 	}
 }
+
+// TestAddNoise_matchesDiffusers reproduces the gradient fixture's z_t from
+// its z0, eps and timesteps (scheduler.add_noise).
+func TestAddNoise_matchesDiffusers(t *testing.T) {
+	e, err := gpu.Open(gpu.Options{})
+	if errors.Is(err, gpu.ErrNoAdapter) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ref, err := safetensors.Open(filepath.Join(fixtures(t), "sd-tiny", "ref", "grads.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	up := func(k string) *gpu.Tensor {
+		v, info, err := ref.Float32(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.FromSlice(v, info.Shape...)
+	}
+	ts, _, _ := ref.Int64("in/timesteps")
+	zt, err := New(SD15()).AddNoise(e, up("in/z0"), up("in/eps"), []int{int(ts[0]), int(ts[1])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ := ref.Float32("in/z_t")
+	got := zt.MustRead()
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-5 {
+			t.Fatalf("z_t[%d] = %g, want %g", i, got[i], want[i])
+		}
+	}
+	if _, err := New(SD15()).AddNoise(e, up("in/z0"), up("in/eps"), []int{1000, 3}); err == nil {
+		t.Error("timestep 1000 accepted")
+	}
+}

@@ -1,6 +1,7 @@
 package sched
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/instructbooth/instructbooth/gpu"
@@ -37,4 +38,31 @@ func (s Step) LogProb(e *gpu.Engine, prev, mean *gpu.Tensor) *gpu.Tensor {
 	sg := float64(s.Sigma)
 	c := e.Full(float32(-math.Log(sg)-LogProbConst), 1)
 	return e.Add(e.Scale(sq, float32(-1/(2*sg*sg))), c)
+}
+
+// AddNoise is the DDPM forward process used in training (diffusers'
+// add_noise): x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, for x0, eps
+// [N, ...] and one timestep per batch element. Recorded on the tape.
+func (s *Schedule) AddNoise(e *gpu.Engine, x0, eps *gpu.Tensor, t []int) (*gpu.Tensor, error) {
+	n := x0.Dim(0)
+	if len(t) != n {
+		return nil, fmt.Errorf("sched: %d timesteps for a batch of %d", len(t), n)
+	}
+	a := make([]float32, n)
+	b := make([]float32, n)
+	for i, ti := range t {
+		if ti < 0 || ti >= s.NumTrainTimesteps {
+			return nil, fmt.Errorf("sched: timestep %d outside [0, %d)", ti, s.NumTrainTimesteps)
+		}
+		ab := float64(s.AlphasCumprod[ti])
+		a[i] = float32(math.Sqrt(ab))
+		b[i] = float32(math.Sqrt(1 - ab))
+	}
+	shape := make([]int, len(x0.Shape()))
+	for i := range shape {
+		shape[i] = 1
+	}
+	shape[0] = n
+	ta, tb := e.FromSlice(a, shape...), e.FromSlice(b, shape...)
+	return e.Add(e.Mul(x0, ta), e.Mul(eps, tb)), nil
 }
