@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -90,4 +91,37 @@ func BenchmarkSD15(b *testing.B) {
 	b.Logf("%s: latent %dx%d (images %dx%d), U-Net batch 2: %s", e.Info.Name, lat, lat, 8*lat, 8*lat, ms)
 	fmt.Fprintf(os.Stderr, "SD15 latent %d: text %.3fs, unet step %.3fs, decode %.3fs, peak live %.2f GiB (weights peak %.2f GiB)\n",
 		lat, textT.Seconds()/n, unetT.Seconds()/n, vaeT.Seconds()/n, float64(ms.PeakTotal)/(1<<30), float64(ms.Peak[gpu.Weights])/(1<<30))
+}
+
+// BenchmarkUNet_tiny times one U-Net forward of the sd-tiny fixture model
+// (batch 2, 8x8 latent, CFG-sized), in seconds per forward.
+func BenchmarkUNet_tiny(b *testing.B) {
+	e := engine(b)
+	p, err := Load(e, filepath.Join(fixtures(b), "sd-tiny", "diffusers"), LoadOptions{Components: CompUNet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Release()
+	x := make([]float32, 2*4*8*8)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)))
+	}
+	ctx := make([]float32, 2*77*p.UNet.Cfg.CrossAttentionDim)
+	run := func() {
+		e.NoGrad(func() {
+			s := e.Scope()
+			defer s.Close()
+			eps := p.UNet.Forward(e.FromSlice(x, 2, 4, 8, 8), e.FromSlice([]float32{500, 500}, 2), e.FromSlice(ctx, 2, 77, p.UNet.Cfg.CrossAttentionDim))
+			if _, err := eps.Read(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+	run() // pipeline compiles
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		run()
+	}
+	b.ReportMetric(time.Since(start).Seconds()/float64(b.N), "s/forward")
 }
