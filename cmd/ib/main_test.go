@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/instructbooth/instructbooth/internal/testenv"
+
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/generate"
 	"github.com/instructbooth/instructbooth/model/safetensors"
@@ -18,18 +20,7 @@ import (
 
 func fixtures(t *testing.T) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			p := filepath.Join(d, "..", "shared", "fixtures", "sd-tiny")
-			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("fixtures not found at %s", p)
-			}
-			return p
-		}
-	}
-	t.Fatal("go.mod not found")
-	return ""
+	return filepath.Join(testenv.Fixtures(t), "sd-tiny")
 }
 
 // needGPU skips only when there is no adapter at all.

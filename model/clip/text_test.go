@@ -1,10 +1,11 @@
 package clip
 
 import (
-	"errors"
 	"math"
 	"path/filepath"
 	"testing"
+
+	"github.com/instructbooth/instructbooth/internal/testenv"
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/nn"
@@ -14,14 +15,7 @@ import (
 // TestTextModel_matchesReference runs the sd-tiny CLIP text encoder on the
 // reference ids and compares every output with transformers'.
 func TestTextModel_matchesReference(t *testing.T) {
-	e, err := gpu.Open(gpu.Options{})
-	if errors.Is(err, gpu.ErrNoAdapter) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testenv.Engine(t)
 	fx := fixtures(t)
 	dir := filepath.Join(fx, "sd-tiny", "diffusers", "text_encoder")
 	wf, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))

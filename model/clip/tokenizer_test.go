@@ -2,27 +2,17 @@ package clip
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/instructbooth/instructbooth/internal/testenv"
 
 	"github.com/instructbooth/instructbooth/model/safetensors"
 )
 
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			p := filepath.Join(d, "..", "shared", "fixtures")
-			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("fixtures not found at %s", p)
-			}
-			return p
-		}
-	}
-	t.Fatal("go.mod not found")
-	return ""
+	return testenv.Fixtures(t)
 }
 
 // TestTokenizer_matchesReference: both loaders reproduce the reference ids

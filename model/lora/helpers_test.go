@@ -1,11 +1,12 @@
 package lora
 
 import (
-	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/instructbooth/instructbooth/internal/testenv"
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/clip"
@@ -16,46 +17,21 @@ import (
 
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			p := filepath.Join(d, "..", "shared", "fixtures", "sd-tiny")
-			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("fixtures not found at %s", p)
-			}
-			return p
-		}
-	}
-	t.Fatal("go.mod not found")
-	return ""
+	return filepath.Join(testenv.Fixtures(t), "sd-tiny")
 }
 
 func loraFile(t testing.TB, name string) string {
 	return filepath.Join(fixtures(t), "lora", name)
 }
 
-var testEngine *gpu.Engine
-
 func engine(t testing.TB) *gpu.Engine {
 	t.Helper()
-	if testEngine == nil {
-		e, err := gpu.Open(gpu.Options{})
-		if errors.Is(err, gpu.ErrNoAdapter) {
-			t.Skip(err)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		testEngine = e
-	}
-	return testEngine
+	return testenv.Engine(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if testEngine != nil {
-		testEngine.Close()
-	}
+	testenv.Close()
 	os.Exit(code)
 }
 

@@ -5,27 +5,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/instructbooth/instructbooth/internal/testenv"
 )
 
 // fixtures returns ../shared/fixtures beside the repository.
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		p := filepath.Join(d, "..", "shared", "fixtures")
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			if _, err := os.Stat(p); err != nil {
-				t.Fatalf("fixtures not found at %s (CI places ../shared beside the checkout)", p)
-			}
-			return p
-		}
-	}
-	t.Fatal("go.mod not found above ", dir)
-	return ""
+	return testenv.Fixtures(t)
 }
 
 func TestWrite_roundTrip(t *testing.T) {

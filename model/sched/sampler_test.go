@@ -1,26 +1,18 @@
 package sched
 
 import (
-	"errors"
 	"math"
 	"math/rand"
 	"testing"
 
-	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/internal/testenv"
 )
 
 // TestSamplers_recoverDeltaData: when the data distribution is a single
 // point x0, the ideal noise prediction is known in closed form, and every
 // deterministic sampler must land on x0.
 func TestSamplers_recoverDeltaData(t *testing.T) {
-	e, err := gpu.Open(gpu.Options{})
-	if errors.Is(err, gpu.ErrNoAdapter) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testenv.Engine(t)
 	s := New(SD15())
 	r := rand.New(rand.NewSource(3))
 	n := 4 * 3 * 5

@@ -1,12 +1,12 @@
 package sched
 
 import (
-	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/instructbooth/instructbooth/internal/testenv"
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/safetensors"
@@ -14,14 +14,7 @@ import (
 
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, "..", "shared", "fixtures")
-		}
-	}
-	t.Fatal("go.mod not found")
-	return ""
+	return testenv.Fixtures(t)
 }
 
 func TestSchedule_matchesTorch(t *testing.T) {
@@ -109,14 +102,7 @@ func TestRefDDIMStep_matchesDDPO(t *testing.T) {
 // mean, sample, both log-probs, and the gradient of the log-prob with
 // respect to eps against the analytic one.
 func TestStep_GPU(t *testing.T) {
-	e, err := gpu.Open(gpu.Options{})
-	if errors.Is(err, gpu.ErrNoAdapter) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testenv.Engine(t)
 	fx := fixtures(t)
 	s := New(SD15())
 	ref, err := safetensors.Open(filepath.Join(fx, "sd-tiny", "ref", "ddim_ddpo.safetensors"))
@@ -182,14 +168,7 @@ func TestStep_GPU(t *testing.T) {
 // TestAddNoise_matchesDiffusers reproduces the gradient fixture's z_t from
 // its z0, eps and timesteps (scheduler.add_noise).
 func TestAddNoise_matchesDiffusers(t *testing.T) {
-	e, err := gpu.Open(gpu.Options{})
-	if errors.Is(err, gpu.ErrNoAdapter) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := testenv.Engine(t)
 	ref, err := safetensors.Open(filepath.Join(fixtures(t), "sd-tiny", "ref", "grads.safetensors"))
 	if err != nil {
 		t.Fatal(err)
