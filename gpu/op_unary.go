@@ -16,6 +16,7 @@ const (
 	opGELUTanh
 	opQuickGELU
 	opErf
+	opExp
 )
 
 // SiLU returns x * sigmoid(x) (also called swish).
@@ -29,6 +30,9 @@ func (e *Engine) GELU(x *Tensor) *Tensor { return e.unary(opGELU, x) }
 // GELUTanh returns the tanh approximation of GELU,
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (approximate="tanh").
 func (e *Engine) GELUTanh(x *Tensor) *Tensor { return e.unary(opGELUTanh, x) }
+
+// Exp returns e^x (the VAE posterior's std = exp(logvar / 2)).
+func (e *Engine) Exp(x *Tensor) *Tensor { return e.unary(opExp, x) }
 
 // QuickGELU returns x * sigmoid(1.702 x) (CLIP's activation).
 func (e *Engine) QuickGELU(x *Tensor) *Tensor { return e.unary(opQuickGELU, x) }

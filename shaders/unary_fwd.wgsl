@@ -4,6 +4,7 @@
 //   2 GELUTanh   0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 //   3 QuickGELU  x * sigmoid(1.702 x)
 //   4 Erf        erf(x)
+//   5 Exp        e^x
 // erf_f, gelu_f, sigmoid_f, tanh_f come from erf_lib.wgsl, included below.
 // The dispatch covers one window of the tensor (Engine.chunks): x and out
 // are bound as the same window, so indices are window-local.
@@ -30,7 +31,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
       r = 0.5 * v * (1.0 + tanh_f(u));
     }
     case 3u: { r = v * sigmoid_f(1.702 * v); }
-    default: { r = erf_f(v); }
+    case 4u: { r = erf_f(v); }
+    default: { r = exp(v); }
   }
   out[i] = r;
 }

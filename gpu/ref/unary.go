@@ -45,6 +45,8 @@ func unaryF(op string, x float64) float64 {
 		return x * sigmoid(1.702*x)
 	case "erf":
 		return math.Erf(x)
+	case "exp":
+		return math.Exp(x)
 	}
 	panic("ref: unknown unary op " + op)
 }
@@ -65,6 +67,8 @@ func unaryD(op string, x float64) float64 {
 		return s * (1 + 1.702*x*(1-s))
 	case "erf":
 		return 2 / math.Sqrt(math.Pi) * math.Exp(-x*x)
+	case "exp":
+		return math.Exp(x)
 	}
 	panic("ref: unknown unary op " + op)
 }

@@ -175,3 +175,15 @@ func (v *VAE) Decode(z *gpu.Tensor) *gpu.Tensor {
 	s.Close(out)
 	return out
 }
+
+// Latents turns the posterior into the U-Net's latents, scaled by
+// ScalingFactor: the mean when noise is nil, else a sample
+// mean + exp(logvar / 2) * noise ([N, L, h, w] standard normal).
+func (v *VAE) Latents(mean, logvar, noise *gpu.Tensor) *gpu.Tensor {
+	e := v.W.E
+	z := mean
+	if noise != nil {
+		z = e.Add(mean, e.Mul(e.Exp(e.Scale(logvar, 0.5)), noise))
+	}
+	return e.Scale(z, ScalingFactor)
+}

@@ -38,4 +38,14 @@ func TestVAE_matchesReference(t *testing.T) {
 	expectClose(t, ref, "out/logvar", logvar, 1e-4)
 	expectClose(t, ref, "out/decoded", dec, 1e-4)
 	expectClose(t, ref, "out/decoded_6x10", dec2, 1e-4)
+	// Sampled latents: mean + exp(logvar/2) * noise, then the SD scale.
+	var lat *gpu.Tensor
+	e.NoGrad(func() { lat = v.Latents(mean, logvar, get("in/sample_noise")) })
+	want, _, _ := ref.Float32("out/latent_sample")
+	got := lat.MustRead()
+	for i := range want {
+		if d := got[i] - ScalingFactor*want[i]; d > 1e-4 || d < -1e-4 {
+			t.Fatalf("latent sample[%d] = %g, want %g", i, got[i], ScalingFactor*want[i])
+		}
+	}
 }
