@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/model/safetensors"
 )
 
 // Fixtures returns ../shared/fixtures beside the repository (CI lays
@@ -62,5 +63,24 @@ func Close() {
 	if engine != nil {
 		engine.Close()
 		engine = nil
+	}
+}
+
+// Ref opens sd-tiny/ref/<name> of the fixtures (closed at the end of the
+// test) and returns it with a getter that uploads one of its float tensors
+// to e.
+func Ref(tb testing.TB, e *gpu.Engine, name string) (*safetensors.File, func(key string) *gpu.Tensor) {
+	tb.Helper()
+	f, err := safetensors.Open(filepath.Join(Fixtures(tb), "sd-tiny", "ref", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	return f, func(key string) *gpu.Tensor {
+		v, info, err := f.Float32(key)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return e.FromSlice(v, info.Shape...)
 	}
 }

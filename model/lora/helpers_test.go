@@ -39,70 +39,33 @@ func TestMain(m *testing.M) {
 // the end of the test.
 func loadUNet(t *testing.T, e *gpu.Engine) *sd.UNet {
 	t.Helper()
-	dir := filepath.Join(fixtures(t), "diffusers", "unet")
-	f, err := safetensors.Open(filepath.Join(dir, "diffusion_pytorch_model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := nn.NewWeights(e)
-	if _, err := w.Load(f, nn.Identity); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := sd.ReadUNetConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := sd.NewUNet(w, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Release)
-	return u
+	return loadTiny(t, e, sd.CompUNet).UNet
 }
 
-// loadTextModel loads the sd-tiny CLIP text encoder; released at the end
-// of the test.
+// loadTextModel loads the sd-tiny CLIP text encoder and returns it with the
+// weights' root (the view holding "text_model.*"); released at the end of
+// the test.
 func loadTextModel(t *testing.T, e *gpu.Engine) (*clip.TextModel, *nn.Weights) {
 	t.Helper()
-	dir := filepath.Join(fixtures(t), "diffusers", "text_encoder")
-	f, err := safetensors.Open(filepath.Join(dir, "model.safetensors"))
+	p := loadTiny(t, e, sd.CompText)
+	return p.Text, p.Text.W.Root()
+}
+
+func loadTiny(t *testing.T, e *gpu.Engine, c sd.Component) *sd.Pipeline {
+	t.Helper()
+	p, err := sd.Load(e, filepath.Join(fixtures(t), "diffusers"), sd.LoadOptions{Components: c})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	w := nn.NewWeights(e)
-	if _, err := w.Load(f, nn.Identity); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := clip.ReadTextConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := clip.NewTextModel(w, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Release)
-	return m, w
+	t.Cleanup(p.Release)
+	return p
 }
 
 // refFile opens a reference file of sd-tiny/ref and returns a getter that
 // uploads its float tensors.
 func refFile(t *testing.T, e *gpu.Engine, name string) (*safetensors.File, func(key string) *gpu.Tensor) {
 	t.Helper()
-	f, err := safetensors.Open(filepath.Join(fixtures(t), "ref", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f, func(key string) *gpu.Tensor {
-		v, info, err := f.Float32(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e.FromSlice(v, info.Shape...)
-	}
+	return testenv.Ref(t, e, name)
 }
 
 // timesteps reads an int64 timestep tensor as float32 on the GPU.

@@ -1,4 +1,4 @@
-package safetensors
+package safetensors_test
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/instructbooth/instructbooth/model/safetensors"
 
 	"github.com/instructbooth/instructbooth/internal/testenv"
 )
@@ -19,16 +21,16 @@ func fixtures(t testing.TB) string {
 }
 
 func TestWrite_roundTrip(t *testing.T) {
-	ts := map[string]Tensor{
-		"b.weight": F32Tensor([]float32{1, -2.5, 3e-8, float32(math.Inf(1))}, 2, 2),
-		"a.half":   F16Tensor([]float32{0.5, 65504, -1}, 3),
-		"scalar":   F32Tensor([]float32{2}),
+	ts := map[string]safetensors.Tensor{
+		"b.weight": safetensors.F32Tensor([]float32{1, -2.5, 3e-8, float32(math.Inf(1))}, 2, 2),
+		"a.half":   safetensors.F16Tensor([]float32{0.5, 65504, -1}, 3),
+		"scalar":   safetensors.F32Tensor([]float32{2}),
 	}
 	var buf bytes.Buffer
-	if err := Write(&buf, ts, map[string]string{"rank": "4"}); err != nil {
+	if err := safetensors.Write(&buf, ts, map[string]string{"rank": "4"}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Parse(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "mem")
+	f, err := safetensors.Parse(bytes.NewReader(buf.Bytes()), int64(buf.Len()), "mem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ func TestParse_rejectsHostile(t *testing.T) {
 		"reversed":        mk(`{"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}`, 4),
 	}
 	for name, b := range cases {
-		_, err := Parse(bytes.NewReader(b), int64(len(b)), "evil.safetensors")
+		_, err := safetensors.Parse(bytes.NewReader(b), int64(len(b)), "evil.safetensors")
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 			continue
@@ -87,7 +89,7 @@ func TestParse_rejectsHostile(t *testing.T) {
 		if !strings.Contains(err.Error(), "evil.safetensors") {
 			t.Errorf("%s: error does not name the file: %v", name, err)
 		}
-		if name != "short file" && !errors.Is(err, ErrFormat) {
+		if name != "short file" && !errors.Is(err, safetensors.ErrFormat) {
 			t.Errorf("%s: error is not ErrFormat: %v", name, err)
 		}
 	}
@@ -97,12 +99,12 @@ func TestParse_rejectsHostile(t *testing.T) {
 // of the fp16 file equals the fp32 one rounded to half precision.
 func TestOpen_fixtures(t *testing.T) {
 	dir := filepath.Join(fixtures(t), "sd-tiny", "diffusers", "unet")
-	f32, err := Open(filepath.Join(dir, "diffusion_pytorch_model.safetensors"))
+	f32, err := safetensors.Open(filepath.Join(dir, "diffusion_pytorch_model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f32.Close()
-	f16, err := Open(filepath.Join(dir, "diffusion_pytorch_model.fp16.safetensors"))
+	f16, err := safetensors.Open(filepath.Join(dir, "diffusion_pytorch_model.fp16.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +113,7 @@ func TestOpen_fixtures(t *testing.T) {
 		t.Fatalf("%d fp32 tensors, %d fp16", len(f32.Names()), len(f16.Names()))
 	}
 	info, ok := f32.Info("conv_in.weight")
-	if !ok || info.DType != F32 || len(info.Shape) != 4 || info.Shape[0] != 32 {
+	if !ok || info.DType != safetensors.F32 || len(info.Shape) != 4 || info.Shape[0] != 32 {
 		t.Fatalf("conv_in.weight: %+v", info)
 	}
 	for _, n := range f32.Names() {
@@ -123,7 +125,7 @@ func TestOpen_fixtures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bi.DType != F16 {
+		if bi.DType != safetensors.F16 {
 			t.Fatalf("%s is %s in the fp16 file", n, bi.DType)
 		}
 		for i := range a {
@@ -133,14 +135,14 @@ func TestOpen_fixtures(t *testing.T) {
 		}
 	}
 	// Integer reference tensors (token ids are int64).
-	ref, err := Open(filepath.Join(fixtures(t), "sd-tiny", "ref", "tokenizer.safetensors"))
+	ref, err := safetensors.Open(filepath.Join(fixtures(t), "sd-tiny", "ref", "tokenizer.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ref.Close()
 	for _, n := range ref.Names() {
 		info, _ := ref.Info(n)
-		if info.DType == I64 {
+		if info.DType == safetensors.I64 {
 			ids, _, err := ref.Int64(n)
 			if err != nil || len(ids)%77 != 0 || ids[0] != 49406 {
 				t.Errorf("%s: %d ids starting %v: %v", n, len(ids), ids[:1], err)
@@ -155,11 +157,11 @@ func TestOpen_fixtures(t *testing.T) {
 // input's size.
 func FuzzParse(f *testing.F) {
 	var buf bytes.Buffer
-	Write(&buf, map[string]Tensor{"x": F32Tensor([]float32{1, 2}, 2), "y": F16Tensor([]float32{1}, 1)}, map[string]string{"k": "v"})
+	safetensors.Write(&buf, map[string]safetensors.Tensor{"x": safetensors.F32Tensor([]float32{1, 2}, 2), "y": safetensors.F16Tensor([]float32{1}, 1)}, map[string]string{"k": "v"})
 	f.Add(buf.Bytes())
 	f.Add([]byte{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sf, err := Parse(bytes.NewReader(b), int64(len(b)), "fuzz")
+		sf, err := safetensors.Parse(bytes.NewReader(b), int64(len(b)), "fuzz")
 		if err != nil {
 			return
 		}

@@ -32,18 +32,7 @@ func TestMain(m *testing.M) {
 // refFile opens a reference file and returns a getter that uploads tensors.
 func refFile(t *testing.T, e *gpu.Engine, name string) (*safetensors.File, func(key string) *gpu.Tensor) {
 	t.Helper()
-	f, err := safetensors.Open(filepath.Join(fixtures(t), "sd-tiny", "ref", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return f, func(key string) *gpu.Tensor {
-		v, info, err := f.Float32(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e.FromSlice(v, info.Shape...)
-	}
+	return testenv.Ref(t, e, name)
 }
 
 // expectClose compares got with the reference key using the fixtures'
