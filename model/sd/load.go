@@ -226,24 +226,23 @@ func uploadOne(e *gpu.Engine, w *nn.Weights, key string, s tensorSrc, f16 bool) 
 		return fmt.Errorf("%s: tensor %q has dtype %s, want a float type", s.f.Path, s.name, info.DType)
 	}
 	if f16 && len(s.shape) >= 2 {
+		// f16 data goes up as it is; other float types are rounded first.
+		var h *gpu.F16
+		var uerr error
 		if info.DType == safetensors.F16 {
 			raw, _, err := s.f.Raw(s.name)
 			if err != nil {
 				return err
 			}
-			h, err := e.UploadF16Raw(raw, s.shape...)
+			h, uerr = e.UploadF16Raw(raw, s.shape...)
+		} else {
+			v, _, err := s.f.Float32(s.name)
 			if err != nil {
-				return fmt.Errorf("%s: uploading %q: %w", s.f.Path, s.name, err)
+				return err
 			}
-			w.SetF16(key, h)
-			return nil
+			h, uerr = e.F16FromFloat32(v, s.shape...)
 		}
-		v, _, err := s.f.Float32(s.name)
-		if err != nil {
-			return err
-		}
-		h, err := e.F16FromFloat32(v, s.shape...)
-		if err != nil {
+		if err := uerr; err != nil {
 			return fmt.Errorf("%s: uploading %q: %w", s.f.Path, s.name, err)
 		}
 		w.SetF16(key, h)
