@@ -271,3 +271,24 @@ func TestLoadModel_errors(t *testing.T) {
 		t.Errorf("text encoder only: %v", err)
 	}
 }
+
+// TestLoadModel_f16: binary16 weights give the same cosines to about the
+// precision of binary16 (a loose check that packing covers both towers).
+func TestLoadModel_f16(t *testing.T) {
+	e := testenv.Engine(t)
+	ref := clipRef(t)
+	m, err := LoadModel(e, filepath.Join(testenv.Fixtures(t), "rewards-tiny", "clip"), LoadOptions{F16Weights: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Release()
+	if !m.W.Packed("vision_model.embeddings.patch_embedding.weight") || m.W.Packed("vision_model.embeddings.class_embedding") {
+		t.Error("packing: want matrices and kernels packed, vectors not")
+	}
+	pix, _ := refFloats(t, ref, "in/pixel_values")
+	iv, err := m.EmbedPixels(pix, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClose(t, ref, "out/image_embeds", flatten(iv), 1e-2)
+}
