@@ -12,6 +12,10 @@
 //	    --out OUT.safetensors [model flags]
 //	    run one model component on tensors from a file and write its
 //	    outputs, with the sd-tiny fixtures' tensor names.
+//	ib evaluate --model PATH [--lora FILE[:SCALE]]... --class NOUN
+//	    [--identifier TOKEN] [--subject DIR] [--prompts SET|FILE]
+//	    --metrics NAME:PATH,... [--images-per-prompt N] [--seed S] --out DIR
+//	    score the base model and each LoRA run on a prompt set (Table 2).
 //
 // Model flags (generate and reference): --model is a diffusers folder or a
 // single-file checkpoint; --config DIR (diffusers-style folder with the
@@ -44,6 +48,8 @@ commands:
   reference   run one component on tensors from a safetensors file:
               ib reference --model PATH --component NAME --in IN --out OUT [--lora FILE[:SCALE]]
               components: text_encoder, unet, vae_encode, vae_decode
+  evaluate    score runs (base, base+LoRA) on a prompt set with CLIP-T, PickScore, ...:
+              ib evaluate --model PATH [--lora FILE]... --class NOUN --metrics NAME:PATH,... --out DIR
 
 --model is a diffusers folder or a single-file checkpoint (.safetensors);
 model flags of generate and reference: --config DIR, --tokenizer PATH,
@@ -78,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = generateCmd(args, stdout, stderr)
 	case "reference":
 		err = referenceCmd(args, stdout, stderr)
+	case "evaluate":
+		err = evaluateCmd(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0

@@ -155,20 +155,28 @@ func (m *TextModel) Forward(ids [][]int32) (*TextOutput, error) {
 }
 
 func (m *TextModel) layer(w *nn.Weights, x *gpu.Tensor) *gpu.Tensor {
-	e, c := w.E, m.Cfg
+	return encoderLayer(w, x, m.Cfg.Heads, m.Cfg.HiddenAct, m.Cfg.LayerNormEps, true)
+}
+
+// encoderLayer is one pre-LayerNorm CLIPEncoderLayer on x [N, L, D]:
+// x += out_proj(attention(layer_norm1(x))), x += fc2(act(fc1(layer_norm2(x)))),
+// with act "gelu" (erf) or quick-GELU (anything else) and a causal mask for
+// the text tower.
+func encoderLayer(w *nn.Weights, x *gpu.Tensor, heads int, act string, eps float32, causal bool) *gpu.Tensor {
+	e := w.E
 	n, l, d := x.Dim(0), x.Dim(1), x.Dim(2)
-	h := nn.LayerNorm(w.Sub("layer_norm1"), x, c.LayerNormEps)
+	h := nn.LayerNorm(w.Sub("layer_norm1"), x, eps)
 	q := nn.Linear(w.Sub("self_attn.q_proj"), h)
 	k := nn.Linear(w.Sub("self_attn.k_proj"), h)
 	v := nn.Linear(w.Sub("self_attn.v_proj"), h)
-	hd := d / c.Heads
-	split := func(t *gpu.Tensor) *gpu.Tensor { return e.Permute(t.Reshape(n, l, c.Heads, hd), 0, 2, 1, 3) }
-	a := e.Attention(split(q), split(k), split(v), float32(1/math.Sqrt(float64(hd))), true) // [N, H, L, hd]
+	hd := d / heads
+	split := func(t *gpu.Tensor) *gpu.Tensor { return e.Permute(t.Reshape(n, l, heads, hd), 0, 2, 1, 3) }
+	a := e.Attention(split(q), split(k), split(v), float32(1/math.Sqrt(float64(hd))), causal) // [N, H, L, hd]
 	a = e.Permute(a, 0, 2, 1, 3).Reshape(n, l, d)
 	x = e.Add(x, nn.Linear(w.Sub("self_attn.out_proj"), a))
-	h = nn.LayerNorm(w.Sub("layer_norm2"), x, c.LayerNormEps)
+	h = nn.LayerNorm(w.Sub("layer_norm2"), x, eps)
 	h = nn.Linear(w.Sub("mlp.fc1"), h)
-	if c.HiddenAct == "gelu" {
+	if act == "gelu" {
 		h = e.GELU(h)
 	} else {
 		h = e.QuickGELU(h)

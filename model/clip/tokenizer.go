@@ -1,6 +1,7 @@
-// Package clip holds the CLIP text side shared by Stable Diffusion and the
-// metrics: the byte-level BPE tokenizer (this file) and, elsewhere, the
-// text transformer.
+// Package clip holds CLIP as Stable Diffusion and the metrics use it: the
+// byte-level BPE tokenizer (this file), the text transformer (text.go),
+// the vision transformer (vision.go) and the two-tower CLIPModel with its
+// projections (model.go), all under transformers' parameter names.
 package clip
 
 import (
