@@ -226,3 +226,39 @@ func TestLoad_errors(t *testing.T) {
 		}
 	})
 }
+
+// TestScore_releasesEverything: after a scoped Score (inference) and a
+// scoped Score + Backward, live GPU memory is back where it started.
+func TestScore_releasesEverything(t *testing.T) {
+	e := testenv.Engine(t)
+	m := load(t, e, "imagereward/ImageReward.safetensors")
+	ref := openRef(t, "imagereward.safetensors")
+	px, info, _ := ref.Float32("in/pixel_values")
+	base := e.MemStats().LiveTotal
+	e.NoGrad(func() {
+		s := e.Scope()
+		r, err := m.Score([]string{"a cat"}, e.FromSlice(px, info.Shape...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.MustRead()
+		s.Close()
+	})
+	if live := e.MemStats().LiveTotal; live != base {
+		t.Errorf("inference left %d bytes live (%s)", live-base, e.MemStats())
+	}
+	s := e.Scope()
+	x := e.FromSlice(px, info.Shape...).SetRequiresGrad(true)
+	r, err := m.Score([]string{"a cat"}, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Backward(e.SumAll(r)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	x.Release()
+	if live := e.MemStats().LiveTotal; live != base {
+		t.Errorf("training step left %d bytes live (%s)", live-base, e.MemStats())
+	}
+}

@@ -30,6 +30,7 @@ type (
 	pyDict struct {
 		keys []any
 		vals []any
+		idx  map[string]int // position of each string key
 	}
 	global struct{ module, name string }
 )
@@ -54,12 +55,14 @@ type tensorRef struct {
 
 func (d *pyDict) set(k, v any) {
 	if s, ok := k.(string); ok {
-		for i, old := range d.keys {
-			if o, ok := old.(string); ok && o == s {
-				d.vals[i] = v
-				return
-			}
+		if i, ok := d.idx[s]; ok {
+			d.vals[i] = v
+			return
 		}
+		if d.idx == nil {
+			d.idx = map[string]int{}
+		}
+		d.idx[s] = len(d.keys)
 	}
 	d.keys = append(d.keys, k)
 	d.vals = append(d.vals, v)
@@ -739,7 +742,7 @@ func (u *unpickler) reduce(f, args any) (any, error) {
 			}
 		}
 		return d, nil
-	case "torch._utils._rebuild_tensor_v2":
+	case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
 		if len(a) < 4 {
 			return nil, u.errorf("_rebuild_tensor_v2 with %d arguments", len(a))
 		}

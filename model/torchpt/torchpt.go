@@ -10,7 +10,7 @@
 //
 // The pickle is interpreted by a restricted machine (pickle.go) that only
 // builds plain data and resolves a fixed set of globals: collections.
-// OrderedDict, the torch.*Storage types and torch._utils._rebuild_tensor_v2 /
+// OrderedDict, the torch.*Storage types and torch._utils._rebuild_tensor(_v2) /
 // _rebuild_parameter(_with_state). Any other global (os.system,
 // builtins.eval, ...), any call of something else and the opcodes that
 // instantiate arbitrary classes are refused with a *GlobalError or an error

@@ -405,3 +405,25 @@ func TestOpenCheckpoint_sniffs(t *testing.T) {
 		t.Error("a safetensors header of length 0x280 taken for a pickle")
 	}
 }
+
+// TestManyKeys: a state_dict with 200k entries (and a repeated key, which
+// replaces the earlier value as in Python) parses in linear time.
+func TestManyKeys(t *testing.T) {
+	p := &pk{}
+	p.op(opProto, 2, opEmptyDict, opMark)
+	for i := 0; i < 200000; i++ {
+		p.str(fmt.Sprintf("k%d", i)).int(int64(i))
+	}
+	p.str("k7").global("torch._utils", "_rebuild_tensor_v2").op(opMark)
+	p.op(opMark).str("storage").global("torch", "FloatStorage").str("0").str("cpu").int(10).op(opTuple, opBinPersID)
+	p.int(0).tuple(10).tuple(1).op(opNewFalse, opNone, opTuple, opReduce)
+	p.op(opSetItems, opStop)
+	z := zipCheckpoint(t, p.Bytes(), viewStorages())
+	f, err := Parse(bytes.NewReader(z), int64(len(z)), "many.pt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := f.Names(); len(n) != 1 || n[0] != "k7" || len(f.Skipped) != 199999 {
+		t.Errorf("names %v, %d skipped", n, len(f.Skipped))
+	}
+}
