@@ -238,7 +238,7 @@ func (m *Encoder) attention(w *nn.Weights, x, kv, bias *gpu.Tensor) *gpu.Tensor 
 	} else {
 		// The flash kernel has no padding mask: scores, bias, softmax.
 		sc := e.Add(e.Scale(e.MatMul(q, k, false, true), scale), bias) // [B, H, Lq, Lk]
-		a = e.MatMul(e.Softmax(sc), v, false, false)                    // [B, H, Lq, hd]
+		a = e.MatMul(e.Softmax(sc), v, false, false)                   // [B, H, Lq, hd]
 	}
 	a = e.Permute(a, 0, 2, 1, 3).Reshape(b, lq, d)
 	y := nn.LayerNorm(w.Sub("output.LayerNorm"), e.Add(x, nn.Linear(w.Sub("output.dense"), a)), c.Eps)
