@@ -78,6 +78,7 @@ var (
 	}
 	reduceTargets = map[string]bool{
 		"collections.OrderedDict":                    true,
+		"torch._utils._rebuild_tensor":               true, // torch < 1.0
 		"torch._utils._rebuild_tensor_v2":            true,
 		"torch._utils._rebuild_parameter":            true,
 		"torch._utils._rebuild_parameter_with_state": true,

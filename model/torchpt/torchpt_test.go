@@ -427,3 +427,20 @@ func TestManyKeys(t *testing.T) {
 		t.Errorf("names %v, %d skipped", n, len(f.Skipped))
 	}
 }
+
+// TestOldRebuildTensor: torch < 1.0 pickled tensors with the four-argument
+// _rebuild_tensor.
+func TestOldRebuildTensor(t *testing.T) {
+	p := &pk{}
+	p.op(opProto, 2, opEmptyDict).str("w").global("torch._utils", "_rebuild_tensor").op(opMark)
+	p.op(opMark).str("storage").global("torch", "FloatStorage").str("0").str("cpu").int(10).op(opTuple, opBinPersID)
+	p.int(2).tuple(2, 2).tuple(2, 1).op(opTuple, opReduce, opSetItem, opStop)
+	b := legacyCheckpoint(p.Bytes(), []string{"0"}, viewStorages(), map[string]int{"0": 4})
+	f, err := Parse(bytes.NewReader(b), int64(len(b)), "old.pt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _, err := f.Float32("w"); err != nil || !reflect.DeepEqual(v, []float32{2, 3, 4, 5}) {
+		t.Errorf("w = %v, %v", v, err)
+	}
+}
