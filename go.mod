@@ -9,6 +9,7 @@ require (
 	github.com/x448/float16 v0.8.4
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/image v0.25.0
+	golang.org/x/text v0.23.0
 	gonum.org/v1/gonum v0.17.0
 )
 
@@ -42,6 +43,5 @@ require (
 	github.com/yuin/goldmark v1.7.8 // indirect
 	golang.org/x/net v0.35.0 // indirect
 	golang.org/x/sys v0.45.0 // indirect
-	golang.org/x/text v0.23.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
