@@ -15,6 +15,8 @@ import (
 
 	"github.com/instructbooth/instructbooth/internal/testenv"
 	"github.com/instructbooth/instructbooth/model/clip"
+	"github.com/instructbooth/instructbooth/model/dino"
+	"github.com/instructbooth/instructbooth/model/imagereward"
 	"github.com/instructbooth/instructbooth/model/metrics"
 	"github.com/instructbooth/instructbooth/training/evaluate"
 )
@@ -71,10 +73,13 @@ func TestEvaluate_endToEnd(t *testing.T) {
 	prompts := filepath.Join(tmp, "prompts.txt")
 	os.WriteFile(prompts, []byte("# two prompts\nplaying soccer\n\na {} in the snow\n"), 0o644)
 	clipDir := filepath.Join(fx, "rewards-tiny", "clip")
+	irPath := filepath.Join(fx, "rewards-tiny", "imagereward", "ImageReward.safetensors")
+	dinoPath := filepath.Join(fx, "rewards-tiny", "dino", "dino_vit_tiny16.pth")
+	t.Setenv("INSTRUCTBOOTH_BERT_VOCAB", filepath.Join(fx, "bert-vocab", "vocab.txt"))
 	code, stdout, stderr := ib(t, "evaluate", "--model", filepath.Join(fx, "sd-tiny", "diffusers"),
 		"--lora", filepath.Join(fx, "sd-tiny", "lora", "lora_diffusers.safetensors"),
 		"--class", "dog", "--identifier", "sks", "--subject", subj, "--prompts", prompts,
-		"--metrics", "clip-t:"+clipDir+",pickscore:"+clipDir+",clip-i:"+clipDir,
+		"--metrics", "clip-t:"+clipDir+",pickscore:"+clipDir+",clip-i:"+clipDir+",imagereward:"+irPath+",dino:"+dinoPath,
 		"--images-per-prompt", "1", "--seed", "40", "--steps", "2", "--width", "64", "--height", "64", "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -95,11 +100,11 @@ func TestEvaluate_endToEnd(t *testing.T) {
 		t.Errorf("stdout lists %v, want %v", listed, want)
 	}
 	runs := []string{"base", "lora_diffusers"}
-	mets := []string{"clip-t", "pickscore", "clip-i"}
+	mets := []string{"clip-t", "pickscore", "clip-i", "imagereward", "dino"}
 
 	// Per-image scores, recomputed from the PNGs.
 	rows := readCSV(t, filepath.Join(out, evaluate.FileScores))
-	if len(rows) != 1+4 || strings.Join(rows[0], ",") != "run,prompt_index,prompt,image,seed,path,clip-t,pickscore,clip-i" {
+	if len(rows) != 1+4 || strings.Join(rows[0], ",") != "run,prompt_index,prompt,image,seed,path,clip-t,pickscore,clip-i,imagereward,dino" {
 		t.Fatalf("scores.csv: %v", rows)
 	}
 	e := testenv.Engine(t)
@@ -147,6 +152,22 @@ func TestEvaluate_endToEnd(t *testing.T) {
 	}
 	ci := &metrics.EmbeddingFidelity{Label: "clip-i", Embedder: &metrics.CLIPImageEmbedder{Model: m}}
 	if recomputed["clip-i"], err = ci.ScoreSubject(ctx, refs, imgs); err != nil {
+		t.Fatal(err)
+	}
+	ir, err := imagereward.Load(e, irPath, imagereward.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ir.Release()
+	if recomputed["imagereward"], err = metrics.NewImageReward(ir).Score(ctx, texts, imgs); err != nil {
+		t.Fatal(err)
+	}
+	dm, err := dino.Load(e, dinoPath, dino.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dm.Release()
+	if recomputed["dino"], err = metrics.NewDINO(dm).ScoreSubject(ctx, refs, imgs); err != nil {
 		t.Fatal(err)
 	}
 	for j, name := range mets {
@@ -233,7 +254,7 @@ func TestEvaluate_usageErrors(t *testing.T) {
 		{[]string{"--class", "dog", "--metrics", "clip-t:" + clipDir, "--out", out}, "--model"},
 		{[]string{"--model", model, "--metrics", "clip-t:" + clipDir, "--out", out}, "--class"},
 		{[]string{"--model", model, "--class", "dog", "--out", out}, "--metrics"},
-		{[]string{"--model", model, "--class", "dog", "--metrics", "dino:" + clipDir, "--out", out}, "not available"},
+		{[]string{"--model", model, "--class", "dog", "--metrics", "hpsv2:" + clipDir, "--out", out}, "not available"},
 		{[]string{"--model", model, "--class", "dog", "--metrics", "clip-t", "--out", out}, "NAME:PATH"},
 		{[]string{"--model", model, "--class", "dog", "--metrics", "clip-t:/nonexistent", "--out", out}, "nonexistent"},
 		{[]string{"--model", model, "--class", "dog", "--metrics", "clip-i:" + clipDir, "--out", out}, "--subject"},

@@ -13,6 +13,8 @@ import (
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/clip"
+	"github.com/instructbooth/instructbooth/model/dino"
+	"github.com/instructbooth/instructbooth/model/imagereward"
 	"github.com/instructbooth/instructbooth/model/metrics"
 )
 
@@ -54,8 +56,28 @@ var (
 		"clip-i": {openCLIP(func(m *clip.Model, _ *clip.Tokenizer) Metric {
 			return &metrics.EmbeddingFidelity{Label: "clip-i", Embedder: &metrics.CLIPImageEmbedder{Model: m}}
 		}), SubjectMetric, "mean cosine of CLIP image embeddings to the reference images (a CLIPModel folder)"},
+		"imagereward": {openImageReward, TextMetric,
+			"ImageReward's normalised reward (ImageReward.pt or .safetensors; bert-base-uncased vocab.txt beside it or in $INSTRUCTBOOTH_BERT_VOCAB)"},
+		"dino": {openDINO, SubjectMetric,
+			"mean cosine of DINO ViT [CLS] embeddings to the reference images (dino_vits16.pth or a transformers ViTModel folder)"},
 	}
 )
+
+func openImageReward(env *Env, path string) (Metric, func(), error) {
+	m, err := imagereward.Load(env.Engine, path, imagereward.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return metrics.NewImageReward(m), m.Release, nil
+}
+
+func openDINO(env *Env, path string) (Metric, func(), error) {
+	m, err := dino.Load(env.Engine, path, dino.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return metrics.NewDINO(m), m.Release, nil
+}
 
 // RegisterMetric adds (or replaces) a metric name for ParseMetrics, e.g.
 // "imagereward" and "dino" once their models exist.
