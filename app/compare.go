@@ -265,9 +265,10 @@ func (v *CompareView) update(up Update) {
 	v.updateRating()
 }
 
-// updateRating offers the finished panels as A and B: by default the
-// DreamBooth-only model against the aligned one (or the base model
-// against DreamBooth when there is no aligned model).
+// updateRating offers the finished panels as A and B. Whenever another
+// image is finished the pair goes back to the default: the two newest
+// models, i.e. DreamBooth-only against aligned (or the base model against
+// DreamBooth when there is no aligned model).
 func (v *CompareView) updateRating() {
 	var labels []string
 	for _, p := range v.Panels {
@@ -275,9 +276,10 @@ func (v *CompareView) updateRating() {
 			labels = append(labels, p.Choice.Label)
 		}
 	}
+	grew := len(labels) != len(v.A.Options)
 	v.A.Options, v.B.Options = labels, labels
 	if len(labels) >= 2 {
-		if !contains(labels, v.A.Selected) || !contains(labels, v.B.Selected) || v.A.Selected == v.B.Selected {
+		if grew || !contains(labels, v.A.Selected) || !contains(labels, v.B.Selected) || v.A.Selected == v.B.Selected {
 			v.A.Selected, v.B.Selected = labels[len(labels)-2], labels[len(labels)-1]
 		}
 	} else {
