@@ -257,4 +257,3 @@ func TestThumbnail(t *testing.T) {
 		t.Errorf("pixels %v %v", th.NRGBAAt(10, 10), th.NRGBAAt(90, 10))
 	}
 }
-
