@@ -14,6 +14,8 @@ import (
 
 	"fyne.io/fyne/v2/test"
 
+	"github.com/instructbooth/instructbooth/internal/testenv"
+
 	"github.com/instructbooth/instructbooth/store"
 )
 
@@ -21,7 +23,7 @@ import (
 // self-check button and expects the run to pass with a full progress bar.
 func TestUI_selfCheck(t *testing.T) {
 	u := newTestUI(t, true, nil)
-	e := u.Engine()
+	e := testenv.Engine(t)
 	eventually(t, 30*time.Second, "the adapter name", func() bool { return strings.Contains(u.Adapter.Text, e.Info.Name) })
 	u.ShowTab("Settings")
 	test.Tap(u.Check)
