@@ -97,6 +97,8 @@ type UI struct {
 	done     chan struct{} // closed when a self-check finishes (tests wait on it)
 	unsub    func()
 	closing  bool
+
+	lastUpdate map[string]Update // latest update per running run (Fyne goroutine)
 }
 
 // New builds the main window on a. The engine is opened in the background;
@@ -106,7 +108,7 @@ func New(a fyne.App, opts Options) *UI {
 	if opts.Registry == nil {
 		opts.Registry = DefaultRegistry()
 	}
-	u := &UI{App: a, DB: opts.DB, opts: opts, engReady: make(chan struct{})}
+	u := &UI{App: a, DB: opts.DB, opts: opts, engReady: make(chan struct{}), lastUpdate: map[string]Update{}}
 	u.Win = a.NewWindow("InstructBooth")
 	u.Win.SetIcon(fyne.NewStaticResource("icon.png", icons.AppPNG))
 	u.Runner = NewRunner(opts.DB, opts.Registry, u.engine, u.memoryBudget)
@@ -178,6 +180,11 @@ func (u *UI) refreshTab(title string) {
 
 // onUpdate dispatches a runner update to every view (Fyne goroutine).
 func (u *UI) onUpdate(up Update) {
+	if up.Run.Status == store.StatusRunning {
+		u.lastUpdate[up.Run.ID] = up
+	} else {
+		delete(u.lastUpdate, up.Run.ID)
+	}
 	u.Jobs.update(up)
 	u.Subject.update(up)
 	u.Compare.update(up)
@@ -202,7 +209,12 @@ func (u *UI) updateStatusBar() {
 	}
 	u.mu.Unlock()
 	if len(runs) > 0 {
-		parts = append(parts, fmt.Sprintf("%s running", kindTitle(runs[0].Kind)))
+		r := runs[0]
+		text := kindTitle(r.Kind) + " running"
+		if up, ok := u.lastUpdate[r.ID]; ok && up.Run.Progress.Total > 0 {
+			text += ": " + progressText(up.Run.Progress.Step, up.Run.Progress.Total, up.Rate, up.ETA)
+		}
+		parts = append(parts, text)
 	}
 	if len(queued) > 0 {
 		parts = append(parts, fmt.Sprintf("%d queued", len(queued)))

@@ -84,8 +84,10 @@ func newLibraryView(u *UI) *LibraryView {
 	importBtn := widget.NewButtonWithIcon("Import photos…", theme.FolderOpenIcon(), func() { v.pickFolder("") })
 	importBtn.Importance = widget.HighImportance
 	top := container.NewBorder(nil, nil, nil, container.NewHBox(importBtn, newBtn), v.Search)
+	hint := widget.NewLabelWithStyle("Drop a folder of photos, or photo files, anywhere on this window to create a subject.",
+		fyne.TextAlignLeading, fyne.TextStyle{Italic: true})
 	v.root = container.NewBorder(
-		container.NewVBox(widget.NewLabelWithStyle("Subjects", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), top),
+		container.NewVBox(widget.NewLabelWithStyle("Subjects", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), top, hint),
 		nil, nil, nil, container.NewStack(v.Grid, container.NewCenter(fixedWidth(520, v.Empty))))
 	return v
 }

@@ -75,7 +75,7 @@ func newSubjectPage(u *UI) *SubjectPage {
 	details := widget.NewCard("Subject", "", container.NewVBox(form, p.PromptHint, container.NewHBox(p.Save, p.Saved)))
 
 	p.ImageCount = widget.NewLabel("")
-	p.Images = container.NewGridWrap(fyne.NewSize(140, 170))
+	p.Images = container.NewGridWrap(fyne.NewSize(120, 150))
 	addFiles := widget.NewButtonWithIcon("Add photo…", theme.FileImageIcon(), p.pickFile)
 	addFolder := widget.NewButtonWithIcon("Add folder…", theme.FolderOpenIcon(), func() { u.Library.pickFolder(p.id) })
 	images := widget.NewCard("Photos", "Drop more photos anywhere on the window to add them.",
@@ -96,7 +96,10 @@ func newSubjectPage(u *UI) *SubjectPage {
 
 	p.runs = container.NewVBox()
 	runs := widget.NewCard("Runs", "", p.runs)
-	p.root = container.NewBorder(header, nil, nil, nil, container.NewVScroll(container.NewVBox(details, actions, images, runs)))
+	split := container.NewHSplit(container.NewVScroll(container.NewVBox(details, actions)),
+		container.NewVScroll(container.NewVBox(images, runs)))
+	split.Offset = 0.5
+	p.root = container.NewBorder(header, nil, nil, nil, split)
 	return p
 }
 
@@ -165,7 +168,7 @@ func (p *SubjectPage) refreshImages() {
 	}
 	p.Images.Objects = nil
 	for _, ref := range s.Images {
-		img := newThumb(130)
+		img := newThumb(110)
 		sid, h := s.ID, ref.Hash
 		var set func()
 		set = func() {

@@ -1,6 +1,6 @@
 // Command instructbooth is the InstructBooth desktop app.
 //
-//	instructbooth [-data DIR] [-adapter NAME] [-model PATH] [-demo] [-tab NAME] [-subject NAME]
+//	instructbooth [-data DIR] [-adapter NAME] [-model PATH] [-demo] [-tab NAME] [-subject NAME] [-generate PROMPT]
 package main
 
 import (
@@ -27,6 +27,7 @@ func main() {
 	demo := flag.Bool("demo", false, "fill an empty database with demo subjects")
 	tab := flag.String("tab", "", "tab to show first: Library, Jobs, Gallery, Compare or Settings")
 	subject := flag.String("subject", "", "open the subject with this name")
+	genPrompt := flag.String("generate", "", "start generating 4 images of this prompt (on the -subject, with the default base model)")
 	flag.Parse()
 
 	a := fyneapp.NewWithID("io.instructbooth.app")
@@ -78,12 +79,21 @@ func main() {
 	if *tab != "" {
 		u.ShowTab(strings.ToUpper((*tab)[:1]) + strings.ToLower((*tab)[1:]))
 	}
+	subjectID := ""
 	if *subject != "" {
 		subs, _ := db.Subjects()
 		for _, s := range subs {
 			if strings.EqualFold(s.Name, *subject) {
+				subjectID = s.ID
 				u.OpenSubject(s.ID)
 			}
+		}
+	}
+	if *genPrompt != "" {
+		cfg := app.DefaultGenerateConfig()
+		cfg.Prompt, cfg.Seed = *genPrompt, 1
+		if _, err := u.StartRun(store.KindGenerate, subjectID, "", cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "instructbooth: -generate:", err)
 		}
 	}
 	u.Win.ShowAndRun()
