@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/storage"
 	"fyne.io/fyne/v2/test"
 
 	"github.com/instructbooth/instructbooth/internal/testenv"
@@ -257,5 +259,36 @@ func TestThumbnail(t *testing.T) {
 	}
 	if th.NRGBAAt(10, 10).R != 255 || th.NRGBAAt(90, 10).R != 0 || th.NRGBAAt(90, 10).A != 0 {
 		t.Errorf("pixels %v %v", th.NRGBAAt(10, 10), th.NRGBAAt(90, 10))
+	}
+}
+
+// TestDrop: dropping a folder on the window (outside a subject's page)
+// creates a subject from it in the background and reports it; dropping
+// photos while the subject's page is open extends that subject.
+func TestDrop(t *testing.T) {
+	u := newTestUI(t, false, nil)
+	dir := filepath.Join(t.TempDir(), "Mug")
+	os.MkdirAll(dir, 0o755)
+	writePNG(t, filepath.Join(dir, "1.png"), 16, 16, color.NRGBA{200, 0, 0, 255})
+	u.ShowTab("Jobs")
+	u.Drop([]fyne.URI{storage.NewFileURI(dir)})
+	var subs []store.Subject
+	eventually(t, 10*time.Second, "the dropped subject", func() bool {
+		subs, _ = u.DB.Subjects()
+		return len(subs) == 1 && len(subs[0].Images) == 1 && topOverlay(u) != nil
+	})
+	if subs[0].Name != "Mug" || u.Subject.ID() != subs[0].ID || u.Tabs.Selected().Text != "Library" {
+		t.Errorf("subject %q, page %q, tab %q", subs[0].Name, u.Subject.ID(), u.Tabs.Selected().Text)
+	}
+	topOverlay(u).Hide()
+	more := filepath.Join(t.TempDir(), "2.png")
+	writePNG(t, more, 16, 16, color.NRGBA{0, 0, 200, 255})
+	u.Drop([]fyne.URI{storage.NewFileURI(more)})
+	eventually(t, 10*time.Second, "the second photo", func() bool {
+		s, _ := u.DB.Subject(subs[0].ID)
+		return len(s.Images) == 2
+	})
+	if subs, _ = u.DB.Subjects(); len(subs) != 1 {
+		t.Errorf("%d subjects after dropping on the subject's page", len(subs))
 	}
 }

@@ -22,7 +22,8 @@ type Progress struct {
 	// appends them to the run's metric history and draws them as curves.
 	Metrics map[string]float64
 	// Preview is an image to show beside the progress bar (a sample of the
-	// model so far, the image just generated); nil keeps the last one.
+	// model so far, the image just generated); nil keeps the last one. The
+	// job must not change it after reporting it (the UI draws it later).
 	Preview image.Image
 }
 
@@ -404,9 +405,7 @@ func (r *Runner) execute(t *task) {
 	default:
 		status, msg = store.StatusFailed, err.Error()
 	}
-	if err := r.db.SetRunStatus(id, status, msg); err != nil {
-		msg = "recording the run's status: " + err.Error()
-	}
+	_ = r.db.SetRunStatus(id, status, msg) // a closed database cannot record it; the store's Open marks it interrupted next time
 	r.publishRun(id)
 }
 
@@ -483,7 +482,7 @@ func (p *reporter) report(pr Progress) {
 		p.flush()
 	}
 	p.run.Progress.Step, p.run.Progress.Total = pr.Step, pr.Total
-	u := Update{Run: p.run, Metrics: pr.Metrics, Preview: pr.Preview}
+	u := Update{Run: p.run, Metrics: maps.Clone(pr.Metrics), Preview: pr.Preview}
 	if el := time.Since(p.start).Seconds(); el > 0 && pr.Step > p.firstStep {
 		u.Rate = float64(pr.Step-p.firstStep) / el
 		if pr.Total > pr.Step {

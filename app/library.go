@@ -175,8 +175,8 @@ type ImportOutcome struct {
 }
 
 // Drop handles files and folders dropped on the window: on a subject's
-// page they extend that subject, elsewhere they create a new subject named
-// after the folder. The import runs in the background and ends with a
+// page (Library tab) they extend that subject, elsewhere they create a new
+// subject named after the folder. The import runs in the background and ends with a
 // dialog listing what was imported and every file that was not.
 func (u *UI) Drop(uris []fyne.URI) {
 	var paths []string
@@ -188,7 +188,11 @@ func (u *UI) Drop(uris []fyne.URI) {
 	if len(paths) == 0 {
 		return
 	}
-	go u.ImportAndReport(u.Subject.id, paths)
+	target := ""
+	if sel := u.Tabs.Selected(); sel != nil && sel.Text == "Library" {
+		target = u.Subject.id // the subject page is open in the Library tab
+	}
+	go u.ImportAndReport(target, paths)
 }
 
 // ImportAndReport imports paths into the subject (a new one named after

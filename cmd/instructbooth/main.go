@@ -20,6 +20,9 @@ import (
 	"github.com/instructbooth/instructbooth/store"
 )
 
+// AppID is the application id; FyneApp.toml says the same.
+const AppID = "io.instructbooth.app"
+
 func main() {
 	adapter := flag.String("adapter", "", "GPU adapter: discrete, integrated, cpu or part of a name (default: Settings, then $"+gpu.AdapterEnv+")")
 	data := flag.String("data", "", "data directory holding "+store.FileName+" (default: Settings, then $INSTRUCTBOOTH_DATA, then the platform's)")
@@ -30,7 +33,7 @@ func main() {
 	genPrompt := flag.String("generate", "", "start generating 4 images of this prompt (on the -subject, with the default base model)")
 	flag.Parse()
 
-	a := fyneapp.NewWithID("io.instructbooth.app")
+	a := fyneapp.NewWithID(AppID)
 	path, err := dbPath(*data, a.Preferences().String(app.PrefDataDir))
 	if err != nil {
 		fatal(a, err)
