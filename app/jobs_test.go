@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/instructbooth/instructbooth/internal/testenv"
 	"github.com/instructbooth/instructbooth/model/generate"
@@ -348,5 +349,54 @@ func TestActions_registryWithGPU(t *testing.T) {
 	card := u.Jobs.Card(run.ID)
 	if pts := card.Curve.Series("loss"); len(pts) != 5 || pts[4].Value != 0.2 || !card.Curve.Visible() {
 		t.Errorf("curve %v", pts)
+	}
+}
+
+// TestActions_generateForm fills the Generate form (its Advanced section
+// opened): the newest trained model is preselected, and the run it starts
+// applies that checkpoint and names its training run as parent.
+func TestActions_generateForm(t *testing.T) {
+	u := newTestUI(t, true, nil)
+	bm := tinyModel(t, u)
+	s := newSubject(t, u, "Rex", "dog")
+	pr, ck := loraRun(t, u, store.KindPersonalize, s, bm, "lora_kohya.safetensors", 800)
+	u.OpenSubject(s.ID)
+	test.Tap(u.Subject.Generate)
+	form := topOverlay(u)
+	for _, obj := range test.LaidOutObjects(form) {
+		if a, ok := obj.(*widget.Accordion); ok {
+			a.Open(0)
+		}
+	}
+	var sel *widget.Select
+	for _, obj := range test.LaidOutObjects(form) {
+		if w, ok := obj.(*widget.Select); ok && strings.HasPrefix(w.Selected, "DreamBooth") {
+			sel = w
+		}
+	}
+	if sel == nil {
+		t.Fatal("the trained model is not preselected")
+	}
+	es := entries(form)
+	if len(es) != 9 || es[0].Text != "a photo of sks dog" {
+		t.Fatalf("%d entries, prompt %q", len(es), es[0].Text)
+	}
+	es[1].SetText("1") // Images
+	es[4].SetText("2") // Steps
+	test.Tap(findButton(t, form, "Start"))
+	runs, _ := u.DB.Runs(store.RunFilter{Kind: store.KindGenerate})
+	if len(runs) != 1 {
+		t.Fatalf("%d generate runs; dialog: %s", len(runs), texts(topOverlay(u)))
+	}
+	r, err := u.Runner.Wait(runs[0].ID, time.Minute)
+	if err != nil || r.Status != store.StatusDone || r.ParentID != pr.ID {
+		t.Fatalf("%+v %v", r, err)
+	}
+	imgs, _ := u.DB.Gallery(store.GalleryFilter{RunID: r.ID})
+	if len(imgs) != 1 || imgs[0].CheckpointID != ck.ID || imgs[0].Sampler.Steps != 2 {
+		t.Errorf("images %+v", imgs)
+	}
+	if d := u.Describe(imgs[0]); !strings.Contains(d, "+ DreamBooth LoRA, step 800") {
+		t.Errorf("description:\n%s", d)
 	}
 }
