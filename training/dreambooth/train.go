@@ -12,6 +12,7 @@ import (
 	"github.com/instructbooth/instructbooth/model/generate"
 	"github.com/instructbooth/instructbooth/model/lora"
 	"github.com/instructbooth/instructbooth/model/nn"
+	"github.com/instructbooth/instructbooth/model/sched"
 	"github.com/instructbooth/instructbooth/model/sd"
 	"github.com/instructbooth/instructbooth/training"
 	"github.com/instructbooth/instructbooth/training/data"
@@ -393,11 +394,9 @@ func (t *trainer) step(k int) (float64, error) {
 	eps := make([]float32, nb*L)
 	training.NewStream(seed, k, purposeNoise).Normal(eps)
 	ts := make([]int, nb)
-	tf := make([]float32, nb)
 	tsStream := training.NewStream(seed, k, purposeTimestep)
 	for b := range ts {
 		ts[b] = tsStream.Intn(t.j.Pipeline.Schedule.NumTrainTimesteps)
-		tf[b] = float32(ts[b])
 	}
 
 	s := e.Scope()
@@ -410,18 +409,9 @@ func (t *trainer) step(k int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	xt, err := t.j.Pipeline.Schedule.AddNoise(e, x0, target, ts)
+	loss, err := dreamboothLoss(t.u, t.j.Pipeline.Schedule, x0, target, ts, t.cond, cfg.PriorWeight)
 	if err != nil {
 		return 0, err
-	}
-	pred := t.u.Forward(xt, e.FromSlice(tf, nb), t.cond) // [nb, C, h, w]
-	var loss *gpu.Tensor
-	if nb == 1 {
-		loss = e.MSELoss(pred, target)
-	} else {
-		pp := e.Split(pred, 0, 1, 1)
-		tp := e.Split(target, 0, 1, 1)
-		loss = e.Add(e.MSELoss(pp[0], tp[0]), e.Scale(e.MSELoss(pp[1], tp[1]), cfg.PriorWeight))
 	}
 	lv, err := loss.Item()
 	if err != nil {
@@ -441,6 +431,30 @@ func (t *trainer) step(k int) (float64, error) {
 	t.opt.Step()
 	t.opt.ZeroGrad()
 	return float64(lv), e.Err()
+}
+
+// dreamboothLoss noises the clean latents x0 [nb, C, h, w] with eps at
+// timesteps ts, runs u with the conditioning cond [nb, 77, D] and returns
+// MSE(eps, pred) of the subject (batch element 0), plus priorWeight times
+// that of the class image (element 1) when nb is 2. Recorded on the tape.
+func dreamboothLoss(u *sd.UNet, s *sched.Schedule, x0, eps *gpu.Tensor, ts []int, cond *gpu.Tensor, priorWeight float32) (*gpu.Tensor, error) {
+	e := u.W.E
+	nb := x0.Dim(0)
+	xt, err := s.AddNoise(e, x0, eps, ts)
+	if err != nil {
+		return nil, err
+	}
+	tf := make([]float32, nb)
+	for i, v := range ts {
+		tf[i] = float32(v)
+	}
+	pred := u.Forward(xt, e.FromSlice(tf, nb), cond) // [nb, C, h, w]
+	if nb == 1 {
+		return e.MSELoss(pred, eps), nil
+	}
+	pp := e.Split(pred, 0, 1, 1)
+	tp := e.Split(eps, 0, 1, 1)
+	return e.Add(e.MSELoss(pp[0], tp[0]), e.Scale(e.MSELoss(pp[1], tp[1]), priorWeight)), nil
 }
 
 // save writes the checkpoint after step, unless the step's gradients were
