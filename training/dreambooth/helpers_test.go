@@ -16,8 +16,18 @@ import (
 	"github.com/instructbooth/instructbooth/training/data"
 )
 
+// classCache is a class-image cache shared by the package's tests (all
+// draw the same class images from the untouched tiny model).
+var classCache string
+
 func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dreambooth-classes-")
+	if err != nil {
+		panic(err)
+	}
+	classCache = dir
 	code := m.Run()
+	os.RemoveAll(dir)
 	testenv.Close()
 	os.Exit(code)
 }
