@@ -9,10 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/internal/testenv"
 	"github.com/instructbooth/instructbooth/model/generate"
-	"github.com/instructbooth/instructbooth/model/lora"
 	"github.com/instructbooth/instructbooth/training"
 )
 
@@ -200,5 +198,3 @@ func TestTrain_refusesFull(t *testing.T) {
 	t.Log(err)
 }
 
-var _ = gpu.Weights
-var _ = lora.Kohya
