@@ -197,4 +197,3 @@ func TestTrain_refusesFull(t *testing.T) {
 	}
 	t.Log(err)
 }
-
