@@ -16,14 +16,16 @@
 //	    [--identifier TOKEN] [--subject DIR] [--prompts SET|FILE]
 //	    --metrics NAME:PATH,... [--images-per-prompt N] [--seed S] --out DIR
 //	    score the base model and each LoRA run on a prompt set (Table 2).
+//	ib personalize --model PATH --images DIR --class NOUN --out FILE [flags]
+//	    DreamBooth (LoRA or full U-Net) with prior preservation; resumable.
 //
 // Model flags (generate and reference): --model is a diffusers folder or a
 // single-file checkpoint; --config DIR (diffusers-style folder with the
 // configs and tokenizer for a single file), --tokenizer PATH, --fp16 (read
 // diffusers' .fp16 variants), --f16-weights (binary16 weights on the GPU;
 // default on for generate, off for reference so fixture comparisons stay
-// fp32-exact), --lora FILE[:SCALE] (one LoRA, its scale multiplied by
-// SCALE).
+// fp32-exact), --lora FILE[:SCALE] (a LoRA, its scale multiplied by
+// SCALE; repeat the flag to apply several at once).
 //
 // Flags take one or two dashes.
 package main
@@ -45,6 +47,8 @@ func usage(w io.Writer) {
 commands:
   selfcheck   print the GPU adapter and check every engine op against its CPU reference
   generate    text-to-image: ib generate --model PATH --prompt TEXT [flags]
+  personalize DreamBooth on a folder of subject images:
+              ib personalize --model PATH --images DIR --class NOUN --out FILE [--mode lora|full] [flags]
   reference   run one component on tensors from a safetensors file:
               ib reference --model PATH --component NAME --in IN --out OUT [--lora FILE[:SCALE]]
               components: text_encoder, unet, vae_encode, vae_decode
@@ -54,7 +58,7 @@ commands:
 --model is a diffusers folder or a single-file checkpoint (.safetensors);
 model flags of generate and reference: --config DIR, --tokenizer PATH,
 --fp16, --f16-weights (default on for generate, off for reference),
---lora FILE[:SCALE].
+--lora FILE[:SCALE] (repeatable).
 
 Run "ib <command> --help" for a command's flags.
 
@@ -86,6 +90,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = referenceCmd(args, stdout, stderr)
 	case "evaluate":
 		err = evaluateCmd(args, stdout, stderr)
+	case "personalize":
+		err = personalizeCmd(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0

@@ -322,7 +322,7 @@ func TestRun_errors(t *testing.T) {
 		{[]string{"reference", "--model", model, "--component", "clip", "--in", in, "--out", out}, 2, "unknown component"},
 		{[]string{"reference", "--model", model, "--component", "unet", "--in", in}, 2, "--in and --out"},
 		{[]string{"reference", "--model", model, "--component", "vae_decode", "--in", in, "--out", out, "--lora", "x.safetensors"}, 2, "--lora applies to the unet and text_encoder"},
-		{[]string{"reference", "--model", model, "--component", "unet", "--in", in, "--out", out, "--lora", "a.safetensors", "--lora", "b.safetensors"}, 2, "only one LoRA"},
+		{[]string{"reference", "--model", model, "--component", "unet", "--in", in, "--out", out, "--lora", "/nonexistent-a.safetensors", "--lora", "b.safetensors"}, 1, "/nonexistent-a.safetensors"},
 		{[]string{"reference", "--model", model, "--component", "unet", "--in", in, "--out", out, "--lora", "/nonexistent-lora.safetensors:0.5"}, 1, "/nonexistent-lora.safetensors"},
 		{[]string{"reference", "--model", model, "--component", "unet", "--in", "/nonexistent.safetensors", "--out", out}, 1, "/nonexistent.safetensors"},
 		{[]string{"generate", "--prompt", "x"}, 2, "--model is required"},

@@ -19,7 +19,7 @@ import (
 type modelFlags struct {
 	model, config, tokenizer string
 	fp16, f16Weights         bool
-	lora                     loraFlag
+	loras                    loraList
 }
 
 // addModelFlags registers --model, --config, --tokenizer, --fp16,
@@ -31,7 +31,7 @@ func addModelFlags(fs *flag.FlagSet, f16Weights bool) *modelFlags {
 	fs.StringVar(&m.tokenizer, "tokenizer", "", "tokenizer folder (vocab.json + merges.txt) or bpe_simple_vocab_16e6.txt.gz, for single-file checkpoints")
 	fs.BoolVar(&m.fp16, "fp16", false, "read a diffusers folder's *.fp16.safetensors variants where present")
 	fs.BoolVar(&m.f16Weights, "f16-weights", f16Weights, "keep the weights as binary16 on the GPU (half the memory; math stays f32)")
-	fs.Var(&m.lora, "lora", "LoRA file applied at its own scale times SCALE (FILE[:SCALE], default 1)")
+	fs.Var(&m.loras, "lora", "LoRA file applied at its own scale times SCALE (FILE[:SCALE], default 1); repeat to apply several at once")
 	return m
 }
 
@@ -54,12 +54,13 @@ func components(p *sd.Pipeline, name string) generate.Components {
 	return generate.Components{Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Name: name}
 }
 
-// attachLoRA loads --lora (when given) against the pipeline's U-Net and
-// text encoder (either may be nil, not both), multiplies every adapter's
-// scale by the flag's SCALE and attaches it. The returned release detaches
-// and frees the adapters; it is never nil.
+// attachLoRA loads every --lora against the pipeline's U-Net and text
+// encoder (either may be nil, not both), multiplies each file's adapter
+// scales by its SCALE and attaches them all at once (a layer adapted by
+// several files gets the sum of their terms). The returned release
+// detaches and frees the adapters; it is never nil.
 func (m *modelFlags) attachLoRA(p *sd.Pipeline, stderr io.Writer) (release func(), err error) {
-	if m.lora.path == "" {
+	if len(m.loras) == 0 {
 		return func() {}, nil
 	}
 	var t lora.Targets
@@ -69,26 +70,51 @@ func (m *modelFlags) attachLoRA(p *sd.Pipeline, stderr io.Writer) (release func(
 	if p.Text != nil {
 		t.TextEncoder = p.Text.W.Root() // the root holding "text_model.*"
 	}
-	l, err := lora.Load(m.lora.path, t)
-	if err != nil {
-		return func() {}, err
+	var sets []*lora.Set
+	free := func() {
+		for _, s := range sets {
+			s.Release()
+		}
 	}
-	for _, a := range l.UNet {
-		a.Scale *= m.lora.scale
+	for _, lf := range m.loras {
+		l, err := lora.Load(lf.path, t)
+		if err != nil {
+			free()
+			return func() {}, err
+		}
+		l.MulScale(lf.scale)
+		sets = append(sets, &l.Set)
+		fmt.Fprintf(stderr, "lora %s (%s): %d U-Net and %d text-encoder layers, scale x%g\n",
+			lf.path, l.Format, len(l.UNet), len(l.TextEncoder), lf.scale)
+		if len(l.Skipped) > 0 {
+			fmt.Fprintf(stderr, "lora %s: %d text-encoder layers not applied (no text encoder loaded)\n", lf.path, len(l.Skipped))
+		}
 	}
-	for _, a := range l.TextEncoder {
-		a.Scale *= m.lora.scale
-	}
-	l.Attach(t)
-	fmt.Fprintf(stderr, "lora %s (%s): %d U-Net and %d text-encoder layers, scale x%g\n",
-		m.lora.path, l.Format, len(l.UNet), len(l.TextEncoder), m.lora.scale)
-	if len(l.Skipped) > 0 {
-		fmt.Fprintf(stderr, "lora %s: %d text-encoder layers not applied (no text encoder loaded)\n", m.lora.path, len(l.Skipped))
-	}
+	lora.AttachAll(t, sets...)
 	return func() {
 		lora.Detach(t)
-		l.Release()
+		free()
 	}, nil
+}
+
+// loraList is the repeatable --lora flag.
+type loraList []loraFlag
+
+func (l *loraList) String() string {
+	var parts []string
+	for _, f := range *l {
+		parts = append(parts, f.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *loraList) Set(v string) error {
+	var f loraFlag
+	if err := f.Set(v); err != nil {
+		return err
+	}
+	*l = append(*l, f)
+	return nil
 }
 
 // loraFlag is --lora FILE[:SCALE]. SCALE multiplies the file's own scale
@@ -107,9 +133,6 @@ func (f *loraFlag) String() string {
 }
 
 func (f *loraFlag) Set(v string) error {
-	if f.path != "" {
-		return fmt.Errorf("only one LoRA is supported (already have %s)", f.path)
-	}
 	path, scale := v, float32(1)
 	if i := strings.LastIndexByte(v, ':'); i >= 0 {
 		if s, err := strconv.ParseFloat(v[i+1:], 32); err == nil {

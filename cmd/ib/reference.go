@@ -53,7 +53,7 @@ func referenceCmd(args []string, stdout, stderr io.Writer) error {
 		return usagef("unknown component %q (text_encoder, unet, vae_encode, vae_decode)", *comp)
 	}
 	comps := map[string]sd.Component{"text_encoder": sd.CompText, "unet": sd.CompUNet, "vae_encode": sd.CompVAE, "vae_decode": sd.CompVAE}[*comp]
-	if mf.lora.path != "" {
+	if len(mf.loras) > 0 {
 		if comps == sd.CompVAE {
 			return usagef("--lora applies to the unet and text_encoder components, not %s", *comp)
 		}

@@ -20,7 +20,9 @@
 //     scale 1 unless a network alpha unet.<path>.alpha is present.
 //   - PEFT: unet.<path>.lora_A.weight (down) / .lora_B.weight (up).
 //
-// Save (save.go) writes the kohya, diffusers and PEFT layouts.
+// Save (save.go) writes the kohya, diffusers and PEFT layouts. Several
+// LoRAs apply at once with AttachAll (each weighed by MulScale); Merge
+// (merge.go) folds adapters into the base weights.
 package lora
 
 import (
@@ -69,6 +71,36 @@ func (s *Set) Attach(t Targets) {
 	}
 	if t.TextEncoder != nil {
 		t.TextEncoder.Attach(s.TextEncoder)
+	}
+}
+
+// AttachAll makes the models of t apply the adapters of every set at once
+// (replacing any attached before): a layer adapted by several sets gets the
+// sum of their terms. Weigh a set with MulScale first. A nil target is
+// left alone.
+func AttachAll(t Targets, sets ...*Set) {
+	var u, te []nn.Adapters
+	for _, s := range sets {
+		if s != nil {
+			u = append(u, s.UNet)
+			te = append(te, s.TextEncoder)
+		}
+	}
+	if t.UNet != nil {
+		t.UNet.AttachAll(u...)
+	}
+	if t.TextEncoder != nil {
+		t.TextEncoder.AttachAll(te...)
+	}
+}
+
+// MulScale multiplies the scale of every adapter of s by w (the weight a
+// LoRA is applied with).
+func (s *Set) MulScale(w float32) {
+	for _, m := range []nn.Adapters{s.UNet, s.TextEncoder} {
+		for _, a := range m {
+			a.Scale *= w
+		}
 	}
 }
 

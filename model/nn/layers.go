@@ -16,33 +16,38 @@ type LoRA struct {
 
 // Adapters maps a module key (e.g.
 // "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q") to its
-// adapter. Weights views share one Adapters map.
+// adapter: one LoRA file's (or one training run's) adapters. Several sets
+// may be attached to a model at once (AttachAll); each applies on its own.
 type Adapters map[string]*LoRA
 
 // Linear applies the nn.Linear at w (keys "weight" [out, in], optional
-// "bias" [out]) to x [..., in], plus the module's LoRA adapter if one is
-// attached.
+// "bias" [out]) to x [..., in], plus the module's adapter in every
+// attached set, in attachment order.
 func Linear(w *Weights, x *gpu.Tensor) *gpu.Tensor {
 	e := w.E
 	y := e.Linear(x, w.Get("weight"), w.Opt("bias")) // [..., out]
-	if a := w.adapter(); a != nil {
-		d := e.Linear(x, a.Down, nil) // [..., rank]
-		u := e.Linear(d, a.Up, nil)   // [..., out]
-		y = e.Add(y, e.Scale(u, a.Scale))
+	for _, as := range *w.adapters {
+		if a := w.adapter(as); a != nil {
+			d := e.Linear(x, a.Down, nil) // [..., rank]
+			u := e.Linear(d, a.Up, nil)   // [..., out]
+			y = e.Add(y, e.Scale(u, a.Scale))
+		}
 	}
 	return y
 }
 
 // Conv2d applies the nn.Conv2d at w (keys "weight" [Cout, Cin, KH, KW],
-// optional "bias") to x [N, Cin, H, W], plus the module's LoRA adapter if
-// one is attached.
+// optional "bias") to x [N, Cin, H, W], plus the module's adapter in
+// every attached set.
 func Conv2d(w *Weights, x *gpu.Tensor, stride, pad int) *gpu.Tensor {
 	e := w.E
 	y := e.Conv2d(x, w.Get("weight"), w.Opt("bias"), stride, pad) // [N, Cout, Ho, Wo]
-	if a := w.adapter(); a != nil {
-		d := e.Conv2d(x, a.Down, nil, stride, pad) // [N, rank, Ho, Wo]
-		u := e.Conv2d(d, a.Up, nil, 1, 0)          // [N, Cout, Ho, Wo]
-		y = e.Add(y, e.Scale(u, a.Scale))
+	for _, as := range *w.adapters {
+		if a := w.adapter(as); a != nil {
+			d := e.Conv2d(x, a.Down, nil, stride, pad) // [N, rank, Ho, Wo]
+			u := e.Conv2d(d, a.Up, nil, 1, 0)          // [N, Cout, Ho, Wo]
+			y = e.Add(y, e.Scale(u, a.Scale))
+		}
 	}
 	return y
 }
@@ -57,16 +62,37 @@ func LayerNorm(w *Weights, x *gpu.Tensor, eps float32) *gpu.Tensor {
 	return w.E.LayerNorm(x, w.Opt("weight"), w.Opt("bias"), eps)
 }
 
-func (w *Weights) adapter() *LoRA {
-	if w.adapters == nil {
-		return nil
-	}
+// adapter returns the adapter of the module at this view in as, or nil.
+func (w *Weights) adapter(as Adapters) *LoRA {
 	k := w.prefix
 	if len(k) > 0 {
 		k = k[:len(k)-1]
 	}
-	return (*w.adapters)[k]
+	return as[k]
 }
 
-// Attach sets the adapter map consulted by Linear for every view of w.
-func (w *Weights) Attach(a Adapters) { *w.adapters = a }
+// Attach makes a the only adapter set that Linear and Conv2d apply, for
+// every view of w; nil removes every adapter.
+func (w *Weights) Attach(a Adapters) {
+	if a == nil {
+		*w.adapters = nil
+		return
+	}
+	*w.adapters = []Adapters{a}
+}
+
+// AttachAll makes Linear and Conv2d apply every set of as (nil sets are
+// skipped), replacing what was attached; a layer adapted by several sets
+// gets the sum of their low-rank terms.
+func (w *Weights) AttachAll(as ...Adapters) {
+	var keep []Adapters
+	for _, a := range as {
+		if a != nil {
+			keep = append(keep, a)
+		}
+	}
+	*w.adapters = keep
+}
+
+// Attached returns the attached adapter sets in order.
+func (w *Weights) Attached() []Adapters { return append([]Adapters(nil), *w.adapters...) }

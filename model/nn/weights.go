@@ -27,12 +27,12 @@ type Weights struct {
 	m        map[string]*gpu.Tensor
 	h        map[string]*gpu.F16 // packed weights
 	prefix   string
-	adapters *Adapters // shared by all views
+	adapters *[]Adapters // attached adapter sets, shared by all views
 }
 
 // NewWeights returns an empty set on e.
 func NewWeights(e *gpu.Engine) *Weights {
-	return &Weights{E: e, m: map[string]*gpu.Tensor{}, h: map[string]*gpu.F16{}, adapters: new(Adapters)}
+	return &Weights{E: e, m: map[string]*gpu.Tensor{}, h: map[string]*gpu.F16{}, adapters: new([]Adapters)}
 }
 
 // Sub returns the view of the keys under prefix + ".".

@@ -91,7 +91,7 @@ func TestWeights_root(t *testing.T) {
 		t.Fatal("Root keys")
 	}
 	r.Attach(Adapters{"text_model.lin": &LoRA{Scale: 2}})
-	if a := *v.adapters; a["text_model.lin"] == nil || a["text_model.lin"].Scale != 2 {
+	if a := v.Attached(); len(a) != 1 || a[0]["text_model.lin"] == nil || a[0]["text_model.lin"].Scale != 2 {
 		t.Fatal("Root does not share the adapters")
 	}
 }
