@@ -115,7 +115,7 @@ func TestImport_folder(t *testing.T) {
 	// The dialog names each bad file and why.
 	d := texts(topOverlay(u))
 	for _, want := range []string{"Created subject “Rex” with 3 image(s)", "3 file(s) could not be used",
-		"notes.txt: not a PNG or JPEG image", "broken.png: cannot decode", "tiny.png: png image of 4x4 pixels is too small"} {
+		"notes.txt: not an image (not PNG, JPEG or WebP)", "broken.png: truncated or damaged png", "tiny.png: png image of 4x4 pixels is too small"} {
 		if !strings.Contains(d, want) {
 			t.Errorf("dialog lacks %q:\n%s", want, d)
 		}

@@ -1,7 +1,7 @@
 package app
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -14,22 +14,25 @@ import (
 	"strings"
 
 	"github.com/instructbooth/instructbooth/store"
+	"github.com/instructbooth/instructbooth/training/data"
 )
 
 // MaxImageFile is the largest image file an import reads.
 const MaxImageFile = 64 << 20
 
 // DecodeImage decodes one training image file (its name and bytes) or says
-// why it cannot be used. It is the only place the import decodes pixels:
-// swap its body for training/data's importer (EXIF orientation, WebP, size
-// checks) when that lands. Today: PNG and JPEG through image.Decode.
-func DecodeImage(name string, data []byte) (image.Image, error) {
-	img, format, err := image.Decode(bytes.NewReader(data))
+// why it cannot be used, through training/data (PNG, JPEG with its EXIF
+// orientation, WebP; recognised by content). It is the only place the
+// import decodes pixels. Images under 8x8 pixels are refused here; the
+// trainer later skips those under half its resolution.
+func DecodeImage(name string, raw []byte) (image.Image, error) {
+	img, format, err := data.DecodeBytes(name, raw)
 	if err != nil {
-		if err == image.ErrFormat {
-			return nil, fmt.Errorf("not a PNG or JPEG image")
+		var de *data.DecodeError
+		if errors.As(err, &de) {
+			return nil, errors.New(de.Reason)
 		}
-		return nil, fmt.Errorf("cannot decode the image: %v", err)
+		return nil, err
 	}
 	b := img.Bounds()
 	if b.Dx() < 8 || b.Dy() < 8 {

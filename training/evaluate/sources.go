@@ -16,6 +16,7 @@ import (
 	"github.com/instructbooth/instructbooth/model/dino"
 	"github.com/instructbooth/instructbooth/model/imagereward"
 	"github.com/instructbooth/instructbooth/model/metrics"
+	"github.com/instructbooth/instructbooth/training/data"
 )
 
 // Env is what a metric opener may use.
@@ -150,10 +151,10 @@ func ParseMetrics(spec string, env *Env) (sources []MetricSource, subject bool, 
 	return sources, subject, nil
 }
 
-// ReadReferenceImages decodes every PNG and JPEG file of dir (sorted by
-// name; other files are ignored). It is the one place the evaluator reads
-// the subject's photos; a full importer (orientation, formats) can
-// replace it.
+// ReadReferenceImages decodes every PNG, JPEG and WebP file of dir (sorted
+// by name; hidden and other files are ignored) through training/data, so
+// JPEG EXIF orientation is applied as in training. A damaged image is an
+// error naming it.
 func ReadReferenceImages(dir string) ([]image.Image, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -162,8 +163,8 @@ func ReadReferenceImages(dir string) ([]image.Image, error) {
 	var names []string
 	for _, e := range ents {
 		switch strings.ToLower(filepath.Ext(e.Name())) {
-		case ".png", ".jpg", ".jpeg":
-			if !e.IsDir() {
+		case ".png", ".jpg", ".jpeg", ".webp":
+			if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
 				names = append(names, e.Name())
 			}
 		}
@@ -171,20 +172,14 @@ func ReadReferenceImages(dir string) ([]image.Image, error) {
 	sort.Strings(names)
 	var out []image.Image
 	for _, n := range names {
-		p := filepath.Join(dir, n)
-		f, err := os.Open(p)
+		img, err := data.DecodeFile(filepath.Join(dir, n))
 		if err != nil {
 			return nil, err
-		}
-		img, _, err := image.Decode(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
 		}
 		out = append(out, img)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no PNG or JPEG images", dir)
+		return nil, fmt.Errorf("%s: no PNG, JPEG or WebP images", dir)
 	}
 	return out, nil
 }
