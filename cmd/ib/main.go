@@ -12,6 +12,9 @@
 //	    --out OUT.safetensors [model flags]
 //	    run one model component on tensors from a file and write its
 //	    outputs, with the sd-tiny fixtures' tensor names.
+//	ib toyworld sample|train|eval|score [flags]
+//	    the built-in toy world: render scenes, train the toy base model,
+//	    evaluate a model, score an image against a prompt.
 //
 // Model flags (generate and reference): --model is a diffusers folder or a
 // single-file checkpoint; --config DIR (diffusers-style folder with the
@@ -44,6 +47,7 @@ commands:
   reference   run one component on tensors from a safetensors file:
               ib reference --model PATH --component NAME --in IN --out OUT [--lora FILE[:SCALE]]
               components: text_encoder, unet, vae_encode, vae_decode
+  toyworld    the built-in toy world: ib toyworld sample|train|eval|score [flags]
 
 --model is a diffusers folder or a single-file checkpoint (.safetensors);
 model flags of generate and reference: --config DIR, --tokenizer PATH,
@@ -78,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = generateCmd(args, stdout, stderr)
 	case "reference":
 		err = referenceCmd(args, stdout, stderr)
+	case "toyworld":
+		err = toyworldCmd(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0

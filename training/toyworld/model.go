@@ -33,18 +33,23 @@ type ModelConfig struct {
 
 // DefaultModelConfig is the configuration chosen from the measurements in
 // bench_test.go (see the package documentation): a 2-layer, 64-wide text
-// encoder over the toy vocabulary, a two-level U-Net (64/128 channels, one
-// resnet per level, attention at both levels) on 8x8x4 latents, and a VAE
-// with 32/32/64/64 channels and one resnet per level.
+// encoder over the toy vocabulary, a two-level U-Net (32/64 channels, one
+// resnet per level, attention at both levels, 1.08M parameters) on 8x8x4
+// latents, and a VAE with 32/32/64/64 channels and one resnet per level.
 func DefaultModelConfig() ModelConfig {
 	return ModelConfig{
 		Text: clip.TextConfig{HiddenSize: 64, Heads: 4, Layers: 2, Intermediate: 128, HiddenAct: "quick_gelu",
 			LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: VocabSize()},
-		UNet:      unetConfig([]int{64, 128}, 1, 64, 4, 32),
+		UNet:      UNetConfigFor([]int{32, 64}, 64),
 		VAE:       sd.VAEConfig{InChannels: 3, LatentChannels: 4, BlockOutChannels: []int{32, 32, 64, 64}, LayersPerBlock: 1, Groups: 32, Eps: 1e-6},
 		ImageSize: 64,
 	}
 }
+
+// UNetConfigFor is the toy U-Net with block_out_channels ch: one resnet
+// per level, attention (4 heads) at every level, cross-attention width
+// crossDim (the text encoder's), GroupNorm over 32 groups.
+func UNetConfigFor(ch []int, crossDim int) sd.UNetConfig { return unetConfig(ch, 1, crossDim, 4, 32) }
 
 // unetConfig completes a UNetConfig for the given widths: attention at
 // every level, 4 latent channels, time embedding 4x the first width.
