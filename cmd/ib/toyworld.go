@@ -152,6 +152,7 @@ func toyTrain(args []string, stdout, stderr io.Writer) error {
 	dropout := fs.Float64("caption-dropout", d.CaptionDropout, "share of empty captions (classifier-free guidance)")
 	freezeText := fs.Bool("freeze-text", false, "keep the text encoder at its random initialisation")
 	unetCh := fs.String("unet-channels", joinInts(d.Config.UNet.BlockOutChannels), "U-Net block_out_channels")
+	latentCh := fs.Int("latent-channels", d.Config.VAE.LatentChannels, "latent channels (VAE and U-Net; SD 1.x has 4)")
 	timeLimit := fs.Duration("time-limit", 0, "stop cleanly (saving) after this long, e.g. 5m (0: no limit)")
 	ckpt := fs.Int("checkpoint-every", d.CheckpointEvery, "save every N steps")
 	every := fs.Int("progress-every", d.ProgressEvery, "progress line every N steps")
@@ -169,7 +170,10 @@ func toyTrain(args []string, stdout, stderr io.Writer) error {
 	o.VAESteps, o.VAEBatch, o.VAELR, o.KLWeight, o.VAEShare = *vaeSteps, *vaeBatch, float32(*vaeLR), float32(*kl), *vaeShare
 	o.CaptionDropout, o.FreezeText, o.TimeLimit = *dropout, *freezeText, *timeLimit
 	o.CheckpointEvery, o.ProgressEvery = *ckpt, *every
-	o.Config.UNet = toyworld.UNetConfigFor(ch, o.Config.Text.HiddenSize)
+	if *latentCh < 1 {
+		return usagef("--latent-channels must be positive")
+	}
+	o.Config = o.Config.WithShape(ch, *latentCh)
 	o.Progress = func(p toyworld.Progress) { fmt.Fprintln(stdout, p) }
 
 	e, err := gpu.Open(gpu.Options{Adapter: *adapter})
@@ -209,7 +213,11 @@ func evaluateModel(ctx context.Context, e *gpu.Engine, dir string, n, steps int,
 	if err != nil {
 		return err
 	}
-	m := toyworld.FromPipeline(p, toyworld.DefaultModelConfig())
+	m, err := toyworld.FromPipeline(p, toyworld.DefaultModelConfig())
+	if err != nil {
+		p.Release()
+		return err
+	}
 	defer m.Release()
 	rec, err := toyworld.MeasureReconstruction(m, 64)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"sync"
 )
 
-
 // Appearance features of the object, for the subject-fidelity score:
 // the mean and the spread of its inner pixels' colours, how strongly the
 // colour changes between vertical and between horizontal neighbours

@@ -40,16 +40,21 @@ func DefaultModelConfig() ModelConfig {
 	return ModelConfig{
 		Text: clip.TextConfig{HiddenSize: 64, Heads: 4, Layers: 2, Intermediate: 128, HiddenAct: "quick_gelu",
 			LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: VocabSize()},
-		UNet:      UNetConfigFor([]int{32, 64}, 64),
+		UNet:      unetConfig([]int{32, 64}, 1, 64, 4, 32),
 		VAE:       sd.VAEConfig{InChannels: 3, LatentChannels: 4, BlockOutChannels: []int{32, 32, 64, 64}, LayersPerBlock: 1, Groups: 32, Eps: 1e-6},
 		ImageSize: 64,
 	}
 }
 
-// UNetConfigFor is the toy U-Net with block_out_channels ch: one resnet
-// per level, attention (4 heads) at every level, cross-attention width
-// crossDim (the text encoder's), GroupNorm over 32 groups.
-func UNetConfigFor(ch []int, crossDim int) sd.UNetConfig { return unetConfig(ch, 1, crossDim, 4, 32) }
+// WithShape returns c with the U-Net's block_out_channels set to ch (one
+// resnet per level, attention with 4 heads at every level, GroupNorm over
+// 32 groups) and latentChannels latent channels (VAE and U-Net).
+func (c ModelConfig) WithShape(ch []int, latentChannels int) ModelConfig {
+	c.UNet = unetConfig(ch, 1, c.Text.HiddenSize, 4, 32)
+	c.UNet.InChannels, c.UNet.OutChannels = latentChannels, latentChannels
+	c.VAE.LatentChannels = latentChannels
+	return c
+}
 
 // unetConfig completes a UNetConfig for the given widths: attention at
 // every level, 4 latent channels, time embedding 4x the first width.
@@ -172,11 +177,19 @@ func NewModel(e *gpu.Engine, c ModelConfig, seed uint64) (*Model, error) {
 	return m, nil
 }
 
-// FromPipeline wraps a loaded pipeline (e.g. a saved toy model) as a Model,
-// making every weight trainable.
-func FromPipeline(p *sd.Pipeline, c ModelConfig) *Model {
+// FromPipeline wraps a fully loaded pipeline with float32 weights (e.g. a
+// saved toy model; not LoadOptions.F16Weights) as a Model, making every
+// weight trainable; c supplies the image size. The Model owns the
+// pipeline's weights.
+func FromPipeline(p *sd.Pipeline, c ModelConfig) (*Model, error) {
+	if p.Tokenizer == nil || p.Text == nil || p.UNet == nil || p.VAE == nil || p.Schedule == nil {
+		return nil, fmt.Errorf("toyworld: %s: a toy model needs every component", p.Source.Path)
+	}
 	for _, w := range []*nn.Weights{p.Text.W.Root(), p.UNet.W, p.VAE.W} {
 		for _, k := range w.Keys() {
+			if w.Packed(k) {
+				return nil, fmt.Errorf("toyworld: %s: weight %s is packed binary16; load with float32 weights to train", p.Source.Path, k)
+			}
 			t := w.Get(k)
 			t.Name = k
 			t.SetRequiresGrad(true)
@@ -184,7 +197,7 @@ func FromPipeline(p *sd.Pipeline, c ModelConfig) *Model {
 	}
 	c.Text, c.UNet = p.Text.Cfg, p.UNet.Cfg
 	c.VAE = p.VAE.Cfg
-	return &Model{Cfg: c, Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Scaling: p.ScalingFactor}
+	return &Model{Cfg: c, Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Scaling: p.ScalingFactor}, nil
 }
 
 // Release frees the model's GPU weights.

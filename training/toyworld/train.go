@@ -128,7 +128,10 @@ func Train(ctx context.Context, e *gpu.Engine, o TrainOptions) (*TrainResult, er
 		if err != nil {
 			return nil, fmt.Errorf("toyworld: resuming from %s: %w", o.Out, err)
 		}
-		m = FromPipeline(p, o.Config)
+		if m, err = FromPipeline(p, o.Config); err != nil {
+			p.Release()
+			return nil, err
+		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	} else {

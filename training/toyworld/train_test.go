@@ -90,7 +90,10 @@ func TestTrain_shortRunSavesALoadableModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := FromPipeline(p, o.Config)
+	m, err := FromPipeline(p, o.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
 	after := heldOutLoss(t, e, m)
 	t.Logf("held-out diffusion loss %.4f before, %.4f after 6 steps; latent scale %.3g", before, after, res.LatentScale)
 	if !(after < before) {

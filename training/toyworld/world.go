@@ -180,10 +180,10 @@ func (a Accessory) String() string {
 type Action int
 
 const (
-	NoAction Action = iota
-	Jumping         // raised above the ground, its shadow below
-	LyingDown       // flattened (0.5x high, 1.5x wide) on the ground
-	PlayingBall     // a small cyan ball beside it on the ground
+	NoAction    Action = iota
+	Jumping            // raised above the ground, its shadow below
+	LyingDown          // flattened (0.5x high, 1.5x wide) on the ground
+	PlayingBall        // a small cyan ball beside it on the ground
 )
 
 // Actions lists every action, NoAction included.
@@ -230,7 +230,7 @@ type Look struct {
 	// StripePeriod is the distance between stripes (StripeWidth of Stripe,
 	// then StripePeriod - StripeWidth of Fill, from the object's top).
 	StripePeriod float64
-	Notch       bool
+	Notch        bool
 }
 
 // Scene is the ground truth of one image. Coordinates are in 32x32 grid
