@@ -1,19 +1,3 @@
-// Package toyworld is a small world in which InstructBooth's whole method
-// runs end to end on a laptop without a GPU and its effect can be measured:
-// procedurally generated scenes (an object of one of five classes, in one
-// of five colours, on one of five backgrounds, with an accessory and an
-// action that the caption names and the pixels show), a novel DreamBooth
-// subject the base model never saw, pixel-level scores that play the roles
-// of ImageReward (prompt alignment) and DINO (subject fidelity), and a
-// trainer for a small base text-to-image model built from the same model
-// code as Stable Diffusion 1.x and saved as a diffusers folder.
-//
-// Scenes are designed on a 32x32 grid (big simple shapes, dark outlines,
-// colours chosen to stay apart from every background) and rendered at any
-// multiple of 32 with 4x4-supersampled anti-aliasing per grid pixel; the
-// model works at 64x64 because SD 1.x's VAE divides by 8 and
-// generate.Generate takes sizes in multiples of 64 (an 8x8x4 latent).
-// Scores read images at 32x32.
 package toyworld
 
 import (
