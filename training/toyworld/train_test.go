@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/internal/testenv"
@@ -124,4 +125,33 @@ func TestTrain_shortRunSavesALoadableModel(t *testing.T) {
 	if err := json.Unmarshal(b, &st); err != nil || st.Stage != "done" || st.Step != 7 {
 		t.Errorf("state %s (%v)", b, err)
 	}
+}
+
+// TestTrain_timeLimit: a run out of time ends the VAE stage (rescaling the
+// latents) and the diffusion stage without a step, saves a loadable model
+// and reports that it is not done; a later run resumes at the diffusion
+// stage.
+func TestTrain_timeLimit(t *testing.T) {
+	e := testenv.Engine(t)
+	out := t.TempDir()
+	o := DefaultTrainOptions(out)
+	o.Config = tinyConfig()
+	o.TimeLimit = time.Millisecond
+	res, err := Train(context.Background(), e, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Done || res.VAEStep != 0 || res.Step != 0 || res.LatentScale <= 0 {
+		t.Fatalf("result %+v", res)
+	}
+	var st trainState
+	b, _ := os.ReadFile(filepath.Join(out, "train", "state.json"))
+	if err := json.Unmarshal(b, &st); err != nil || st.Stage != "base" {
+		t.Fatalf("state %s (%v), want the diffusion stage next", b, err)
+	}
+	p, err := sd.Load(e, out, sd.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release()
 }
