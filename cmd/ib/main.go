@@ -18,6 +18,9 @@
 //	    score the base model and each LoRA run on a prompt set (Table 2).
 //	ib personalize --model PATH --images DIR --class NOUN --out FILE [flags]
 //	    DreamBooth (LoRA or full U-Net) with prior preservation; resumable.
+//	ib toyworld sample|train|eval|score [flags]
+//	    the built-in toy world: render scenes, train the toy base model,
+//	    evaluate a model, score an image against a prompt.
 //
 // Model flags (generate and reference): --model is a diffusers folder or a
 // single-file checkpoint; --config DIR (diffusers-style folder with the
@@ -54,6 +57,7 @@ commands:
               components: text_encoder, unet, vae_encode, vae_decode
   evaluate    score runs (base, base+LoRA) on a prompt set with CLIP-T, PickScore, ...:
               ib evaluate --model PATH [--lora FILE]... --class NOUN --metrics NAME:PATH,... --out DIR
+  toyworld    the built-in toy world: ib toyworld sample|train|eval|score [flags]
 
 --model is a diffusers folder or a single-file checkpoint (.safetensors);
 model flags of generate and reference: --config DIR, --tokenizer PATH,
@@ -92,6 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = evaluateCmd(args, stdout, stderr)
 	case "personalize":
 		err = personalizeCmd(args, stdout, stderr)
+	case "toyworld":
+		err = toyworldCmd(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0
