@@ -69,9 +69,9 @@ type Factory func(env JobEnv) (Job, error)
 // Registration points: cmd/instructbooth starts from DefaultRegistry (which
 // has Generate) and adds the trainers:
 //
-//	reg[store.KindPersonalize] = ... // training/dreambooth
-//	reg[store.KindAlign] = ...       // training/ddpo
-//	reg[store.KindEvaluate] = ...    // training/evaluate
+//	reg[store.KindPersonalize] = NewPersonalizeJob // training/dreambooth
+//	reg[store.KindAlign] = ...                     // training/ddpo
+//	reg[store.KindEvaluate] = NewEvaluateJob       // training/evaluate
 type Registry map[store.RunKind]Factory
 
 // DefaultRegistry returns the jobs this package implements itself:

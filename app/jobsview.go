@@ -3,6 +3,8 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -92,6 +94,7 @@ type RunCard struct {
 	Image  *canvas.Image
 
 	Cancel, Resume, Gallery, Export, Delete *widget.Button
+	Results, Log                            *widget.Button // evaluation results; the run's log file
 }
 
 func newRunCard(u *UI, r store.Run) *RunCard {
@@ -111,9 +114,12 @@ func newRunCard(u *UI, r store.Run) *RunCard {
 	c.Resume.Importance = widget.HighImportance
 	c.Gallery = widget.NewButtonWithIcon("Images", theme.GridIcon(), func() { u.Gallery.ShowFor(store.GalleryFilter{RunID: c.run.ID}) })
 	c.Export = widget.NewButtonWithIcon("Export LoRA…", theme.DownloadIcon(), func() { u.ShowExportLoRA(c.run.ID) })
+	c.Results = widget.NewButtonWithIcon("Results", theme.InfoIcon(), func() { u.ShowResults(c.run.ID) })
+	c.Log = widget.NewButtonWithIcon("Log", theme.DocumentIcon(), func() { u.ShowRunLog(c.run.ID) })
+	c.Log.Importance = widget.LowImportance
 	c.Delete = widget.NewButtonWithIcon("", theme.DeleteIcon(), c.confirmDelete)
 	c.Delete.Importance = widget.LowImportance
-	buttons := container.NewHBox(c.Cancel, c.Resume, c.Gallery, c.Export, c.Delete)
+	buttons := container.NewHBox(c.Cancel, c.Resume, c.Gallery, c.Results, c.Export, c.Log, c.Delete)
 	body := container.NewBorder(nil, nil, nil, c.Image, container.NewVBox(c.Status, c.Bar, c.Detail, c.Curve, buttons))
 	c.root = widget.NewCard("", "", body)
 	c.setRun(r)
@@ -198,7 +204,14 @@ func (c *RunCard) show(rate float64, eta time.Duration) {
 	} else {
 		c.Resume.SetText("Resume")
 	}
-	showIf(c.Gallery, r.Kind == store.KindGenerate)
+	showIf(c.Gallery, r.Kind == store.KindGenerate || r.Kind == store.KindEvaluate)
+	showIf(c.Results, r.Kind == store.KindEvaluate && r.Status == store.StatusDone)
+	hasLog := false
+	if !active && r.Kind != store.KindGenerate {
+		_, err := os.Stat(filepath.Join(RunDir(c.u.DB, r.ID), RunLogFile))
+		hasLog = err == nil
+	}
+	showIf(c.Log, hasLog)
 	hasCkpt := false
 	if r.Kind == store.KindPersonalize || r.Kind == store.KindAlign {
 		cps, _ := c.u.DB.Checkpoints(r.ID)
@@ -272,6 +285,7 @@ func (c *RunCard) confirmDelete() {
 			c.u.showError(err)
 			return
 		}
+		os.RemoveAll(RunDir(c.u.DB, c.run.ID)) // checkpoints, logs, reports
 		c.u.Jobs.Refresh()
 		c.u.Subject.refreshRuns()
 		c.u.Gallery.Refresh()
