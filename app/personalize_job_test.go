@@ -312,3 +312,53 @@ func mustJSON(t *testing.T, v any) json.RawMessage {
 	}
 	return b
 }
+
+// TestPersonalize_full: full fine-tuning beyond the memory budget fails
+// with the trainer's explanation; within it (Retry with no budget) one
+// step is trained and stored as a full single-file checkpoint under the
+// store's checkpoint folder, with its hash and the subject's metadata.
+func TestPersonalize_full(t *testing.T) {
+	u := newTestUI(t, true, trainerRegistry())
+	tinyModel(t, u)
+	s := photoSubject(t, u)
+	cfg := tinyPersonalize(s)
+	cfg.Mode, cfg.Steps, cfg.LearningRate, cfg.ValidateEvery = ModeFull, 1, 2e-3, -1
+	u.App.Preferences().SetFloat(PrefMemoryGiB, 1.0/(1<<20)) // 1 KiB
+	run, err := u.StartRun(store.KindPersonalize, s.ID, "", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := u.Runner.Wait(run.ID, time.Minute)
+	if err != nil || r.Status != store.StatusFailed || !strings.Contains(r.Error, "full fine-tuning at 64 px needs about") || !strings.Contains(r.Error, "use LoRA mode") {
+		t.Fatalf("over budget: %s %q %v", r.Status, r.Error, err)
+	}
+	u.App.Preferences().SetFloat(PrefMemoryGiB, 0)
+	if err := u.Runner.Resume(run.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = u.Runner.Wait(run.ID, 2*time.Minute); err != nil || r.Status != store.StatusDone {
+		t.Fatalf("within budget: %+v %v\n%s", r, err, u.RunLog(run.ID))
+	}
+	c, err := u.DB.LatestCheckpoint(run.ID)
+	if err != nil || c.Kind != store.CheckpointFull || c.Step != 1 || filepath.Dir(c.Path) != u.DB.CheckpointDir() {
+		t.Fatalf("checkpoint %+v %v", c, err)
+	}
+	if h, err := fileHash(c.Path); err != nil || h != c.Hash {
+		t.Errorf("hash %s, file %s (%v)", c.Hash, h, err)
+	}
+	f, err := safetensors.Open(c.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := lora.ParseMeta(f.Metadata)
+	unet := 0
+	for _, n := range f.Names() {
+		if strings.HasPrefix(n, "model.diffusion_model.") {
+			unet++
+		}
+	}
+	f.Close()
+	if meta.Identifier != "sks" || meta.ClassNoun != "dog" || meta.Steps != 1 || unet == 0 {
+		t.Errorf("metadata %+v, %d U-Net tensors", meta, unet)
+	}
+}
