@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"image"
 	"math"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/internal/testenv"
@@ -217,5 +219,59 @@ func TestEvaluate_config(t *testing.T) {
 	run := store.Run{Kind: store.KindEvaluate, SubjectID: s.ID, BaseModelID: bm.ID, Config: mustJSON(t, EvaluateConfig{Metrics: []string{"clip_t"}, Prompts: []string{"a {}"}})}
 	if _, err := NewEvaluateJob(JobEnv{DB: u.DB, Run: run}); err == nil || !strings.Contains(err.Error(), "NAME:PATH") {
 		t.Errorf("factory without metric paths: %v", err)
+	}
+}
+
+// TestEvaluate_form starts an evaluation of an aligned model from the
+// subject's page: the run compares the base model, the DreamBooth
+// checkpoint the alignment started from and the aligned one, with the
+// metrics (and their model paths) typed in the form, which the next form
+// offers again.
+func TestEvaluate_form(t *testing.T) {
+	u := newTestUI(t, false, trainerRegistry())
+	bm := tinyModel(t, u)
+	s := newSubject(t, u, "Rex", "dog")
+	_, dbCk := loraRun(t, u, store.KindPersonalize, s, bm, "lora_kohya.safetensors", 800)
+	ar, alCk := loraRun(t, u, store.KindAlign, s, bm, "lora_diffusers.safetensors", 50)
+	ar.Config = mustJSON(t, AlignConfig{CheckpointID: dbCk.ID})
+	if err := u.DB.PutRun(&ar); err != nil {
+		t.Fatal(err)
+	}
+	const spec = "clip_t:/models/clip, dino:/models/dino.pth"
+	open := func() *widget.Entry {
+		u.OpenSubject(s.ID)
+		test.Tap(u.Subject.Evaluate)
+		form := topOverlay(u)
+		for _, obj := range test.LaidOutObjects(form) {
+			if a, ok := obj.(*widget.Accordion); ok {
+				a.Open(0)
+			}
+		}
+		for _, e := range entries(form) {
+			if strings.Contains(e.Text, "clip_t") {
+				return e
+			}
+		}
+		t.Fatalf("no metrics field in\n%s", texts(form))
+		return nil
+	}
+	m := open()
+	m.SetText(spec)
+	test.Tap(findButton(t, topOverlay(u), "Start"))
+	runs, _ := u.DB.Runs(store.RunFilter{Kind: store.KindEvaluate})
+	if len(runs) != 1 {
+		t.Fatalf("%d evaluate runs", len(runs))
+	}
+	u.Runner.Wait(runs[0].ID, 30*time.Second) // fails: this UI has no GPU
+	var cfg EvaluateConfig
+	if err := json.Unmarshal(runs[0].Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Base || cfg.CheckpointID != alCk.ID || len(cfg.CheckpointIDs) != 1 || cfg.CheckpointIDs[0] != dbCk.ID || runs[0].ParentID != ar.ID ||
+		strings.Join(cfg.Metrics, ";") != "clip_t:/models/clip;dino:/models/dino.pth" {
+		t.Errorf("config %+v, parent %s", cfg, runs[0].ParentID)
+	}
+	if got := open().Text; got != spec {
+		t.Errorf("the next form offers metrics %q", got)
 	}
 }
