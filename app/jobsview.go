@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -95,6 +96,8 @@ type RunCard struct {
 
 	Cancel, Resume, Gallery, Export, Delete *widget.Button
 	Results, Log                            *widget.Button // evaluation results; the run's log file
+
+	phase string // Progress.Phase of the latest update
 }
 
 func newRunCard(u *UI, r store.Run) *RunCard {
@@ -155,7 +158,7 @@ func (c *RunCard) setRun(r store.Run) {
 
 // update applies a runner update.
 func (c *RunCard) update(up Update) {
-	c.run = up.Run
+	c.run, c.phase = up.Run, up.Phase
 	c.Curve.Add(up.Run.Progress.Step, up.Metrics)
 	if up.Preview != nil {
 		c.Image.Image = up.Preview
@@ -183,6 +186,9 @@ func (c *RunCard) show(rate float64, eta time.Duration) {
 			detail = "Loading the model…"
 		} else {
 			detail = progressText(pr.Step, pr.Total, rate, eta)
+			if c.phase != "" {
+				detail = c.phase + ": " + detail
+			}
 		}
 	case store.StatusDone:
 		detail = fmt.Sprintf("Finished %d steps", pr.Total)
@@ -261,7 +267,21 @@ func runSubtitle(r store.Run) string {
 	case store.KindPersonalize:
 		var cfg PersonalizeConfig
 		if json.Unmarshal(r.Config, &cfg) == nil {
-			return fmt.Sprintf("%s · “%s” · LoRA rank %d, %d steps, lr %g", when, cfg.InstancePrompt, cfg.Rank, cfg.Steps, cfg.LearningRate)
+			what := fmt.Sprintf("LoRA rank %d", cfg.Rank)
+			if cfg.Mode == ModeFull {
+				what = "full fine-tune"
+			}
+			return fmt.Sprintf("%s · “%s” · %s, %d steps, lr %g", when, cfg.InstancePrompt, what, cfg.Steps, cfg.LearningRate)
+		}
+	case store.KindEvaluate:
+		var cfg EvaluateConfig
+		if json.Unmarshal(r.Config, &cfg) == nil {
+			var names []string
+			for _, m := range cfg.Metrics {
+				n, _, _ := strings.Cut(m, ":")
+				names = append(names, canonicalMetric(n))
+			}
+			return fmt.Sprintf("%s · %d prompt(s) × %d image(s) · %s", when, len(cfg.Prompts), cfg.ImagesPerPrompt, strings.Join(names, ", "))
 		}
 	case store.KindAlign:
 		var cfg AlignConfig

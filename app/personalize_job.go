@@ -267,7 +267,7 @@ func (j *personalizeJob) Run(ctx context.Context, report func(Progress)) (err er
 	}
 	report(Progress{Step: start, Total: tc.Steps})
 
-	lastClass := time.Time{}
+	lastClass, drawing := time.Time{}, false
 	job := dreambooth.Job{
 		Config: tc, Pipeline: pl, ModelName: modelName, BaseModelHash: hash, Subject: subject,
 		WorkDir: dir, ClassCache: ClassImageCache(env.DB),
@@ -276,6 +276,12 @@ func (j *personalizeJob) Run(ctx context.Context, report func(Progress)) (err er
 			if s.Step == s.Total || time.Since(lastClass) > 30*time.Second {
 				lastClass = time.Now()
 				log.Printf("class images: %s", s)
+			}
+			// Drawing class images is a phase of its own (minutes on a
+			// fresh cache); a full cache reports nothing.
+			if s.Step < s.Total || drawing {
+				drawing = true
+				report(Progress{Step: s.Step, Total: s.Total, Phase: "Class images"})
 			}
 		},
 		Progress: func(s training.Status) {

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -229,6 +230,7 @@ func TestPersonalize_cancelResume(t *testing.T) {
 	cfg.PriorPreservation, cfg.ClassImages = true, 1
 	cfg.ValidateEvery = -1
 
+	rec := record(u)
 	full, err := u.StartRun(store.KindPersonalize, s.ID, "", cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +238,16 @@ func TestPersonalize_cancelResume(t *testing.T) {
 	want, err := u.Runner.Wait(full.ID, 2*time.Minute)
 	if err != nil || want.Status != store.StatusDone {
 		t.Fatalf("uninterrupted run: %+v %v\n%s", want, err, u.RunLog(full.ID))
+	}
+	// Drawing the class image is reported as a phase of its own.
+	var phases []string
+	for _, up := range rec.of(full.ID) {
+		if up.Run.Status == store.StatusRunning && up.Run.Progress.Total > 0 {
+			phases = append(phases, fmt.Sprintf("%s %d/%d", up.Phase, up.Run.Progress.Step, up.Run.Progress.Total))
+		}
+	}
+	if got := strings.Join(phases, ","); got != " 0/3,Class images 0/1,Class images 1/1, 1/3, 2/3, 3/3" {
+		t.Errorf("progress %q", got)
 	}
 
 	var mu sync.Mutex
