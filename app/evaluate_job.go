@@ -236,12 +236,12 @@ func (j *evaluateJob) Run(ctx context.Context, report func(Progress)) (err error
 	nImages := len(j.models) * len(cfg.Prompts) * n
 	genTotal := nImages * p.Steps
 	total := genTotal + nImages*len(sources)
-	report(Progress{Step: 0, Total: total})
 	if !env.Resumed {
 		log.Printf("evaluate %d model(s) x %d prompts x %d images: %s", len(j.models), len(cfg.Prompts), n, j.spec)
 	}
 
-	// Images stored by an earlier attempt of this run.
+	// Images stored by an earlier attempt of this run (drawn in order, so
+	// progress starts after them).
 	type key struct {
 		ckpt, prompt string
 		seed         int64
@@ -252,6 +252,7 @@ func (j *evaluateJob) Run(ctx context.Context, report func(Progress)) (err error
 			have[key{g.CheckpointID, g.Prompt, g.Seed}] = g
 		}
 	}
+	report(Progress{Step: min(len(have), nImages) * p.Steps, Total: total})
 
 	var samples []evaluate.Sample
 	var ids []string // gallery id per sample
