@@ -31,6 +31,12 @@ type PersonalizeConfig struct {
 	TrainTextEncoder  bool    `json:"train_text_encoder"` // LoRA on the text encoder too
 	CheckpointEvery   int     `json:"checkpoint_every"`   // steps between saved checkpoints
 	Seed              uint64  `json:"seed"`
+	// Mode is "lora" (adapters; "" means lora) or "full" (every U-Net
+	// weight, refused when the GPU memory is too small).
+	Mode string `json:"mode,omitempty"`
+	// ValidateEvery is the steps between validation images (the run's
+	// preview); 0 means at every checkpoint, negative never.
+	ValidateEvery int `json:"validate_every,omitempty"`
 }
 
 // DefaultPersonalizeConfig has the DreamBooth paper's settings with the
@@ -40,7 +46,7 @@ func DefaultPersonalizeConfig(s store.Subject) PersonalizeConfig {
 	return PersonalizeConfig{
 		InstancePrompt: promptFor("a photo of {id} {class}", s), ClassPrompt: promptFor("a photo of {class}", s),
 		Rank: 4, Alpha: 4, LearningRate: 1e-4, Steps: 800, BatchSize: 1,
-		PriorPreservation: true, ClassImages: 200, PriorWeight: 1, CheckpointEvery: 100, Seed: 0,
+		PriorPreservation: true, ClassImages: 200, PriorWeight: 1, CheckpointEvery: 100, Seed: 0, Mode: ModeLoRA,
 	}
 }
 
@@ -86,15 +92,22 @@ func DefaultAlignConfig(s store.Subject) AlignConfig {
 	}
 }
 
-// EvaluateConfig is the configuration of an evaluate run.
+// EvaluateConfig is the configuration of an evaluate run. The models
+// compared are the base model (with Base, or when no checkpoint is
+// given), CheckpointIDs, then CheckpointID.
 type EvaluateConfig struct {
-	CheckpointID    string   `json:"checkpoint_id,omitempty"` // the model evaluated; "" the base model
-	Metrics         []string `json:"metrics"`                 // clip_t, image_reward, pickscore, dino
-	Prompts         []string `json:"prompts"`
-	ImagesPerPrompt int      `json:"images_per_prompt"`
-	Steps           int      `json:"steps"`
-	Guidance        float64  `json:"guidance"`
-	Seed            uint64   `json:"seed"`
+	CheckpointID  string   `json:"checkpoint_id,omitempty"`  // the model evaluated; "" the base model
+	CheckpointIDs []string `json:"checkpoint_ids,omitempty"` // further LoRA checkpoints compared (e.g. the DreamBooth one)
+	Base          bool     `json:"base,omitempty"`           // compare with the base model too
+	// Metrics are clip_t, image_reward, pickscore, dino or clip_i, each
+	// with its model as NAME:PATH unless MetricPaths has it.
+	Metrics         []string          `json:"metrics"`
+	MetricPaths     map[string]string `json:"metric_paths,omitempty"`
+	Prompts         []string          `json:"prompts"`
+	ImagesPerPrompt int               `json:"images_per_prompt"`
+	Steps           int               `json:"steps"`
+	Guidance        float64           `json:"guidance"`
+	Seed            uint64            `json:"seed"`
 }
 
 // DefaultEvaluateConfig scores 4 images for each alignment prompt with
@@ -246,6 +259,7 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 			intField("LoRA rank", &c.Rank, 1, 256, ""), floatField("LoRA alpha", &c.Alpha, 0, 1024, "scale = alpha / rank"),
 			floatField("Learning rate", &c.LearningRate, 0, 1, ""), intField("Batch size", &c.BatchSize, 1, 64, ""),
 			intField("Resolution", &c.Resolution, 0, 2048, "0: the model's own size"),
+			selectField("Mode", &c.Mode, []string{ModeLoRA, ModeFull}, "full trains every U-Net weight (needs several times the memory)"),
 			boolField("Train text encoder", &c.TrainTextEncoder, "LoRA on CLIP too"),
 			intField("Checkpoint every", &c.CheckpointEvery, 1, 100000, "steps"), uintField("Seed", &c.Seed, "")}
 		cfg = &c
@@ -299,15 +313,20 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 			c := DefaultEvaluateConfig(s)
 			prompts = strings.Join(c.Prompts, "\n")
 			metrics := strings.Join(c.Metrics, ", ")
+			if last := u.App.Preferences().String(PrefEvalMetrics); last != "" {
+				metrics = last
+			}
 			basic = []field{selectField("Model", &model, choiceLabels(trained), ""),
 				textField("Prompts", &prompts, true, "one per line"), intField("Images per prompt", &c.ImagesPerPrompt, 1, 1000, "")}
-			advanced = []field{textField("Metrics", &metrics, false, "clip_t, image_reward, pickscore, dino"),
+			advanced = []field{textField("Metrics", &metrics, false, "NAME:PATH, … with clip_t, image_reward, pickscore, dino, clip_i"),
 				intField("Steps", &c.Steps, 1, 1000, ""), floatField("Guidance", &c.Guidance, 0, 30, ""), uintField("Seed", &c.Seed, "")}
 			cfg = &c
 			check = func() error {
 				m := findChoice(trained, model)
 				c.CheckpointID, parent = m.CheckpointID, m.RunID
+				c.Base, c.CheckpointIDs = true, ComparisonCheckpoints(u.DB, m.CheckpointID)
 				c.Prompts = splitLines(prompts)
+				u.App.Preferences().SetString(PrefEvalMetrics, metrics)
 				c.Metrics = nil
 				for _, m := range strings.Split(metrics, ",") {
 					if m = strings.TrimSpace(m); m != "" {

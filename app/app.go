@@ -212,7 +212,11 @@ func (u *UI) updateStatusBar() {
 		r := runs[0]
 		text := kindTitle(r.Kind) + " running"
 		if up, ok := u.lastUpdate[r.ID]; ok && up.Run.Progress.Total > 0 {
-			text += ": " + progressText(up.Run.Progress.Step, up.Run.Progress.Total, up.Rate, up.ETA)
+			text += ": "
+			if up.Phase != "" {
+				text += up.Phase + ", "
+			}
+			text += progressText(up.Run.Progress.Step, up.Run.Progress.Total, up.Rate, up.ETA)
 		}
 		parts = append(parts, text)
 	}

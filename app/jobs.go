@@ -25,6 +25,10 @@ type Progress struct {
 	// model so far, the image just generated); nil keeps the last one. The
 	// job must not change it after reporting it (the UI draws it later).
 	Preview image.Image
+	// Phase names a preparatory phase whose Step and Total count its own
+	// units (e.g. "Class images" before DreamBooth's training steps); ""
+	// is the job's main work. Rate and ETA restart when it changes.
+	Phase string
 }
 
 // Job is one piece of background GPU work: a personalization, an
@@ -69,9 +73,9 @@ type Factory func(env JobEnv) (Job, error)
 // Registration points: cmd/instructbooth starts from DefaultRegistry (which
 // has Generate) and adds the trainers:
 //
-//	reg[store.KindPersonalize] = ... // training/dreambooth
-//	reg[store.KindAlign] = ...       // training/ddpo
-//	reg[store.KindEvaluate] = ...    // training/evaluate
+//	reg[store.KindPersonalize] = NewPersonalizeJob // training/dreambooth
+//	reg[store.KindAlign] = ...                     // training/ddpo
+//	reg[store.KindEvaluate] = NewEvaluateJob       // training/evaluate
 type Registry map[store.RunKind]Factory
 
 // DefaultRegistry returns the jobs this package implements itself:
@@ -91,6 +95,7 @@ type Update struct {
 	ETA     time.Duration      // estimated time left; 0 unknown
 	Metrics map[string]float64 // values logged at Run.Progress.Step with this update; nil none
 	Preview image.Image        // a new preview image; nil none
+	Phase   string             // Progress.Phase of the report
 }
 
 // Messages stored in Run.Error.
@@ -461,6 +466,7 @@ type reporter struct {
 	run        store.Run // the record as it was set running; Progress kept current here
 	start      time.Time
 	firstStep  int
+	phase      string
 	lastWrite  time.Time
 	step, tot  int
 	dirty      bool
@@ -468,8 +474,8 @@ type reporter struct {
 }
 
 func (p *reporter) report(pr Progress) {
-	if p.firstStep < 0 {
-		p.firstStep = pr.Step
+	if p.firstStep < 0 || pr.Phase != p.phase {
+		p.firstStep, p.phase = pr.Step, pr.Phase
 		p.start = time.Now()
 	}
 	p.step, p.tot, p.dirty = pr.Step, pr.Total, true
@@ -482,7 +488,7 @@ func (p *reporter) report(pr Progress) {
 		p.flush()
 	}
 	p.run.Progress.Step, p.run.Progress.Total = pr.Step, pr.Total
-	u := Update{Run: p.run, Metrics: maps.Clone(pr.Metrics), Preview: pr.Preview}
+	u := Update{Run: p.run, Metrics: maps.Clone(pr.Metrics), Preview: pr.Preview, Phase: pr.Phase}
 	if el := time.Since(p.start).Seconds(); el > 0 && pr.Step > p.firstStep {
 		u.Rate = float64(pr.Step-p.firstStep) / el
 		if pr.Total > pr.Step {

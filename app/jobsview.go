@@ -3,7 +3,10 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -92,6 +95,9 @@ type RunCard struct {
 	Image  *canvas.Image
 
 	Cancel, Resume, Gallery, Export, Delete *widget.Button
+	Results, Log                            *widget.Button // evaluation results; the run's log file
+
+	phase string // Progress.Phase of the latest update
 }
 
 func newRunCard(u *UI, r store.Run) *RunCard {
@@ -111,9 +117,12 @@ func newRunCard(u *UI, r store.Run) *RunCard {
 	c.Resume.Importance = widget.HighImportance
 	c.Gallery = widget.NewButtonWithIcon("Images", theme.GridIcon(), func() { u.Gallery.ShowFor(store.GalleryFilter{RunID: c.run.ID}) })
 	c.Export = widget.NewButtonWithIcon("Export LoRA…", theme.DownloadIcon(), func() { u.ShowExportLoRA(c.run.ID) })
+	c.Results = widget.NewButtonWithIcon("Results", theme.InfoIcon(), func() { u.ShowResults(c.run.ID) })
+	c.Log = widget.NewButtonWithIcon("Log", theme.DocumentIcon(), func() { u.ShowRunLog(c.run.ID) })
+	c.Log.Importance = widget.LowImportance
 	c.Delete = widget.NewButtonWithIcon("", theme.DeleteIcon(), c.confirmDelete)
 	c.Delete.Importance = widget.LowImportance
-	buttons := container.NewHBox(c.Cancel, c.Resume, c.Gallery, c.Export, c.Delete)
+	buttons := container.NewHBox(c.Cancel, c.Resume, c.Gallery, c.Results, c.Export, c.Log, c.Delete)
 	body := container.NewBorder(nil, nil, nil, c.Image, container.NewVBox(c.Status, c.Bar, c.Detail, c.Curve, buttons))
 	c.root = widget.NewCard("", "", body)
 	c.setRun(r)
@@ -149,7 +158,7 @@ func (c *RunCard) setRun(r store.Run) {
 
 // update applies a runner update.
 func (c *RunCard) update(up Update) {
-	c.run = up.Run
+	c.run, c.phase = up.Run, up.Phase
 	c.Curve.Add(up.Run.Progress.Step, up.Metrics)
 	if up.Preview != nil {
 		c.Image.Image = up.Preview
@@ -177,6 +186,9 @@ func (c *RunCard) show(rate float64, eta time.Duration) {
 			detail = "Loading the model…"
 		} else {
 			detail = progressText(pr.Step, pr.Total, rate, eta)
+			if c.phase != "" {
+				detail = c.phase + ": " + detail
+			}
 		}
 	case store.StatusDone:
 		detail = fmt.Sprintf("Finished %d steps", pr.Total)
@@ -198,7 +210,14 @@ func (c *RunCard) show(rate float64, eta time.Duration) {
 	} else {
 		c.Resume.SetText("Resume")
 	}
-	showIf(c.Gallery, r.Kind == store.KindGenerate)
+	showIf(c.Gallery, r.Kind == store.KindGenerate || r.Kind == store.KindEvaluate)
+	showIf(c.Results, r.Kind == store.KindEvaluate && r.Status == store.StatusDone)
+	hasLog := false
+	if !active && r.Kind != store.KindGenerate {
+		_, err := os.Stat(filepath.Join(RunDir(c.u.DB, r.ID), RunLogFile))
+		hasLog = err == nil
+	}
+	showIf(c.Log, hasLog)
 	hasCkpt := false
 	if r.Kind == store.KindPersonalize || r.Kind == store.KindAlign {
 		cps, _ := c.u.DB.Checkpoints(r.ID)
@@ -248,7 +267,21 @@ func runSubtitle(r store.Run) string {
 	case store.KindPersonalize:
 		var cfg PersonalizeConfig
 		if json.Unmarshal(r.Config, &cfg) == nil {
-			return fmt.Sprintf("%s · “%s” · LoRA rank %d, %d steps, lr %g", when, cfg.InstancePrompt, cfg.Rank, cfg.Steps, cfg.LearningRate)
+			what := fmt.Sprintf("LoRA rank %d", cfg.Rank)
+			if cfg.Mode == ModeFull {
+				what = "full fine-tune"
+			}
+			return fmt.Sprintf("%s · “%s” · %s, %d steps, lr %g", when, cfg.InstancePrompt, what, cfg.Steps, cfg.LearningRate)
+		}
+	case store.KindEvaluate:
+		var cfg EvaluateConfig
+		if json.Unmarshal(r.Config, &cfg) == nil {
+			var names []string
+			for _, m := range cfg.Metrics {
+				n, _, _ := strings.Cut(m, ":")
+				names = append(names, canonicalMetric(n))
+			}
+			return fmt.Sprintf("%s · %d prompt(s) × %d image(s) · %s", when, len(cfg.Prompts), cfg.ImagesPerPrompt, strings.Join(names, ", "))
 		}
 	case store.KindAlign:
 		var cfg AlignConfig
@@ -272,6 +305,7 @@ func (c *RunCard) confirmDelete() {
 			c.u.showError(err)
 			return
 		}
+		os.RemoveAll(RunDir(c.u.DB, c.run.ID)) // checkpoints, logs, reports
 		c.u.Jobs.Refresh()
 		c.u.Subject.refreshRuns()
 		c.u.Gallery.Refresh()

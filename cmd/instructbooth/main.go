@@ -56,11 +56,10 @@ func main() {
 	}
 
 	reg := app.DefaultRegistry() // Generate
-	// Registration points for the trainers, as they land (each an
-	// app.Factory adapting its package to app.Job):
-	//   reg[store.KindPersonalize] = dreambooth job  (training/dreambooth)
-	//   reg[store.KindAlign]       = DDPO job        (training/ddpo)
-	//   reg[store.KindEvaluate]    = evaluation job  (training/evaluate)
+	// The trainers, each an app.Factory adapting its package to app.Job:
+	reg[store.KindPersonalize] = app.NewPersonalizeJob // training/dreambooth
+	//   reg[store.KindAlign]   = DDPO job                (training/ddpo)
+	reg[store.KindEvaluate] = app.NewEvaluateJob // training/evaluate
 
 	u := app.New(a, app.Options{
 		DB: db,
