@@ -12,6 +12,13 @@
 //	    --out OUT.safetensors [model flags]
 //	    run one model component on tensors from a file and write its
 //	    outputs, with the sd-tiny fixtures' tensor names.
+//	ib align --model PATH [--lora PERSONALIZED_LORA[:W]] --class NOUN
+//	    [--identifier TOKEN] [--activities FILE] --reward SPEC [--epochs N]
+//	    [--samples-per-epoch 16] [--batch 8] [--steps 50] [--guidance 7.5]
+//	    [--timestep-fraction F] [--rank 4] [--lr X] [--seed S]
+//	    [--resolution PX] --out FILE [--format kohya|diffusers|peft]
+//	    [--work DIR] [model flags]
+//	    DDPO alignment: train a LoRA maximising a reward; resumable.
 //
 // Model flags (generate and reference): --model is a diffusers folder or a
 // single-file checkpoint; --config DIR (diffusers-style folder with the
@@ -44,6 +51,9 @@ commands:
   reference   run one component on tensors from a safetensors file:
               ib reference --model PATH --component NAME --in IN --out OUT [--lora FILE[:SCALE]]
               components: text_encoder, unet, vae_encode, vae_decode
+  align       DDPO alignment of a (personalised) model to a reward, writing a LoRA:
+              ib align --model PATH [--lora FILE[:W]] --class NOUN --identifier TOKEN
+                       --reward SPEC --out FILE [flags]
 
 --model is a diffusers folder or a single-file checkpoint (.safetensors);
 model flags of generate and reference: --config DIR, --tokenizer PATH,
@@ -78,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = generateCmd(args, stdout, stderr)
 	case "reference":
 		err = referenceCmd(args, stdout, stderr)
+	case "align":
+		err = alignCmd(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0

@@ -59,6 +59,10 @@ const (
 // Config describes a DDPO run. Zero fields take the defaults above
 // (WithDefaults); Guidance in (0, 1] turns guidance off.
 type Config struct {
+	// Model identifies the model being aligned (e.g. its path and any
+	// fused personalised LoRA). It is not used except to refuse resuming a
+	// checkpoint written for another model.
+	Model string
 	// Prompts are the training prompts (see Prompts); each sample draws
 	// one uniformly.
 	Prompts []string

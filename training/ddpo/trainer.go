@@ -2,6 +2,7 @@ package ddpo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +15,7 @@ import (
 	"github.com/instructbooth/instructbooth/model/generate"
 	"github.com/instructbooth/instructbooth/model/lora"
 	"github.com/instructbooth/instructbooth/model/nn"
+	"github.com/instructbooth/instructbooth/model/safetensors"
 	"github.com/instructbooth/instructbooth/training"
 	"github.com/instructbooth/instructbooth/training/reward"
 )
@@ -155,6 +157,7 @@ func New(c generate.Components, scorer reward.Scorer, cfg Config) (*Trainer, err
 // checkpointState is the JSON state of a checkpoint.
 type checkpointState struct {
 	Epoch    int
+	Seed     uint64 // also in Settings, but exact here (JSON numbers there are float64)
 	Settings map[string]any
 	Tracker  TrackerState
 	History  []EpochStats
@@ -170,7 +173,11 @@ func (t *Trainer) resume() error {
 	if _, err := training.LoadCheckpoint(path, t.Params(), t.opt, &st); err != nil {
 		return err
 	}
-	if d := diffKeys(st.Settings, t.cfg.fingerprint(t.scorer.Name())); len(d) > 0 {
+	d := diffKeys(st.Settings, t.cfg.fingerprint(t.scorer.Name()))
+	if st.Seed != t.cfg.Seed && (len(d) == 0 || d[len(d)-1] != "Seed") {
+		d = append(d, "Seed")
+	}
+	if len(d) > 0 {
 		return fmt.Errorf("ddpo: %s was written by a run with other settings (%s differ); resume with the same settings or use another work folder", path, strings.Join(d, ", "))
 	}
 	if st.Epoch != step || len(st.History) != step {
@@ -181,6 +188,26 @@ func (t *Trainer) resume() error {
 	}
 	t.epoch, t.history, t.ResumedFrom = step, st.History, path
 	return nil
+}
+
+// SavedSeed returns the seed of the run checkpointed in dir (ok false
+// when dir holds no readable checkpoint), so that a resumed run can reuse
+// it without being told.
+func SavedSeed(dir string) (seed uint64, ok bool, err error) {
+	path, _, _ := training.LatestCheckpoint(dir)
+	if path == "" {
+		return 0, false, nil
+	}
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.Close()
+	var st checkpointState
+	if err := json.Unmarshal([]byte(f.Metadata["state"]), &st); err != nil {
+		return 0, false, fmt.Errorf("%s: state: %w", path, err)
+	}
+	return st.Seed, true, nil
 }
 
 // Config returns the run's settings (with defaults).
@@ -301,7 +328,7 @@ func (t *Trainer) run(ctx context.Context, progress func(Progress)) error {
 		t.epoch++
 		t.history = append(t.history, st)
 		if cfg.WorkDir != "" {
-			state := checkpointState{Epoch: t.epoch, Settings: cfg.fingerprint(t.scorer.Name()), Tracker: t.tracker.State(), History: t.history}
+			state := checkpointState{Epoch: t.epoch, Seed: cfg.Seed, Settings: cfg.fingerprint(t.scorer.Name()), Tracker: t.tracker.State(), History: t.history}
 			if _, err := training.SaveCheckpoint(cfg.WorkDir, t.epoch, t.Params(), t.opt, state, cfg.KeepCheckpoints); err != nil {
 				return err
 			}
