@@ -37,6 +37,7 @@ func alignCmd(args []string, stdout, stderr io.Writer) error {
 	epochs := fs.Int("epochs", ddpo.DefaultEpochs, "epochs (sample, then train)")
 	samples := fs.Int("samples-per-epoch", ddpo.DefaultSamplesPerEpoch, "images sampled per epoch")
 	batch := fs.Int("batch", ddpo.DefaultBatchSize, "sampling and training batch size")
+	micro := fs.Int("micro-batch", ddpo.DefaultMicroBatch, "trajectories per forward/backward pass of an update (bounds memory; same gradient)")
 	steps := fs.Int("steps", ddpo.DefaultSteps, "DDIM steps (eta 1)")
 	guidance := fs.Float64("guidance", ddpo.DefaultGuidance, "classifier-free guidance scale (<= 1: off)")
 	fraction := fs.Float64("timestep-fraction", 1, "fraction of each sample's steps trained")
@@ -93,7 +94,7 @@ func alignCmd(args []string, stdout, stderr io.Writer) error {
 		model += " + " + mf.lora.String()
 	}
 	cfg := ddpo.Config{
-		Model: model, Prompts: prompts, Epochs: *epochs, SamplesPerEpoch: *samples, BatchSize: *batch, Steps: *steps,
+		Model: model, Prompts: prompts, Epochs: *epochs, SamplesPerEpoch: *samples, BatchSize: *batch, MicroBatch: *micro, Steps: *steps,
 		Guidance: g, TimestepFraction: *fraction, Width: *resolution, Height: *resolution, Rank: *rank,
 		LR: float32(*lr), Seed: seed, WorkDir: *work,
 	}.WithDefaults()

@@ -14,7 +14,8 @@
 //	    outputs, with the sd-tiny fixtures' tensor names.
 //	ib align --model PATH [--lora PERSONALIZED_LORA[:W]] --class NOUN
 //	    [--identifier TOKEN] [--activities FILE] --reward SPEC [--epochs N]
-//	    [--samples-per-epoch 16] [--batch 8] [--steps 50] [--guidance 7.5]
+//	    [--samples-per-epoch 16] [--batch 8] [--micro-batch 4] [--steps 50]
+//	    [--guidance 7.5]
 //	    [--timestep-fraction F] [--rank 4] [--lr X] [--seed S]
 //	    [--resolution PX] --out FILE [--format kohya|diffusers|peft]
 //	    [--work DIR] [model flags]

@@ -1,7 +1,6 @@
 package ddpo
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,8 +24,10 @@ const memoryBudget = 8 << 30
 // (random weights, f16-packed as the command line loads them; U-Net, text
 // encoder and VAE resident as in a run): the trainable rank-4 LoRA on the
 // attention projections, a training batch of IB_DDPO_BATCH (default 8)
-// trajectories at one timestep each, classifier-free guidance (U-Net
-// batch 2x), gradient checkpointing, the backward pass and the AdamW step.
+// trajectories at one timestep each in micro-batches of IB_DDPO_MICRO
+// (default DefaultMicroBatch), classifier-free guidance (U-Net batch 2x
+// the micro-batch), gradient checkpointing, the backward pass and the
+// AdamW step.
 // It prints the engine's peak memory by category against the 8 GB budget.
 // The latent size comes from IB_LATENT (64 = 512x512 images; default 64 on
 // a GPU, 8 on a CPU adapter, where full size would take very long).
@@ -67,7 +68,27 @@ func BenchmarkDDPOStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	c := generate.Components{Tokenizer: tok.Tokenizer, Text: text, UNet: unet, VAE: vae, Schedule: tok.Schedule, Name: "random-sd15"}
-	cfg := Config{Prompts: []string{"a sks dog playing soccer"}, SamplesPerEpoch: bs, BatchSize: bs, Width: 8 * lat, Height: 8 * lat}
+	micro := DefaultMicroBatch
+	if s := os.Getenv("IB_DDPO_MICRO"); s != "" {
+		micro, _ = strconv.Atoi(s)
+	}
+	benchUpdate(b, c, lat, bs, micro)
+}
+
+// BenchmarkDDPOStep_tiny runs the same measurement on the sd-tiny fixture
+// model (8x8 latents): seconds, and a check of the code path on CPUs.
+func BenchmarkDDPOStep_tiny(b *testing.B) {
+	_, c := tiny(b)
+	benchUpdate(b, c, 8, 4, 2)
+}
+
+// benchUpdate times one policy update of a batch of bs trajectories with
+// lat x lat latents in micro-batches of micro on c and prints the peak
+// memory by category.
+func benchUpdate(b *testing.B, c generate.Components, lat, bs, micro int) {
+	e := c.UNet.W.E
+	unet := c.UNet
+	cfg := Config{Prompts: []string{"a sks dog playing soccer"}, SamplesPerEpoch: bs, BatchSize: bs, MicroBatch: micro, Width: 8 * lat, Height: 8 * lat}
 	tr, err := New(c, reward.Brightness{}, cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -77,6 +98,8 @@ func BenchmarkDDPOStep(b *testing.B) {
 	per := 4 * lat * lat
 	samples := make([]*Sample, bs)
 	steps := make([][]int, bs)
+	idx := make([]int, bs)
+	adv := make([]float64, bs)
 	for i := range samples {
 		s := &Sample{Latents: make([][]float32, k+1), LogProbs: make([]float32, k)}
 		for j := range s.Latents {
@@ -85,37 +108,33 @@ func BenchmarkDDPOStep(b *testing.B) {
 		}
 		samples[i] = s
 		steps[i] = []int{(i * 7) % k} // elements at different timesteps
+		idx[i] = i
+		adv[i] = float64(i%3) - 1
 	}
-	prompts := make([]string, bs)
-	for i := range prompts {
-		prompts[i] = cfg.Prompts[0]
-	}
-	cx, cond, uncond, err := tr.conditioning(prompts)
+	chunks, err := tr.batchChunks(samples, adv, idx, steps)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cond.Release()
-	uncond.Release()
-	defer cx.Release()
-	adv := make([]float64, bs)
-	for i := range adv {
-		adv[i] = float64(i%3) - 1
-	}
-	tb := &trainBatch{samples: samples, adv: adv, steps: steps, ctx: cx}
+	defer func() {
+		for _, c := range chunks {
+			c.ctx.Release()
+		}
+	}()
 	// The "sampling" log-probabilities: the policy's own (ratio 1).
 	e.NoGrad(func() {
-		s := e.Scope()
-		lp, _, err := tr.logProbs(tb, 0)
-		if err != nil {
-			b.Fatal(err)
+		for _, ch := range chunks {
+			s := e.Scope()
+			lp, _, err := tr.logProbs(ch, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i, v := range lp.MustRead() {
+				ch.samples[i].LogProbs[ch.steps[i][0]] = v
+			}
+			s.Close()
 		}
-		v := lp.MustRead()
-		for i, sm := range samples {
-			sm.LogProbs[steps[i][0]] = v[i]
-		}
-		s.Close()
 	})
-	unet.Checkpointing = true
+	unet.Checkpointing = !tr.cfg.NoGradCheckpointing
 	defer func() { unet.Checkpointing = false }()
 	if err := e.Sync(); err != nil {
 		b.Fatal(err)
@@ -125,11 +144,10 @@ func BenchmarkDDPOStep(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		if err := context.Background().Err(); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := tr.accumulate(tb, 0, 1); err != nil {
-			b.Fatal(err)
+		for _, ch := range chunks {
+			if _, err := tr.accumulate(ch, 0, float64(len(ch.samples))/float64(bs)); err != nil {
+				b.Fatal(err)
+			}
 		}
 		if _, err := tr.step(); err != nil {
 			b.Fatal(err)
@@ -152,8 +170,8 @@ func BenchmarkDDPOStep(b *testing.B) {
 	if ms.PeakTotal > memoryBudget {
 		verdict = "OVER"
 	}
-	fmt.Fprintf(os.Stderr, "DDPOStep %s: latent %dx%d (images %dx%d), batch %d (U-Net batch %d with CFG), %.3f s per update\n",
-		e.Info.Name, lat, lat, 8*lat, 8*lat, bs, 2*bs, secs)
+	fmt.Fprintf(os.Stderr, "DDPOStep %s, %s: latent %dx%d (images %dx%d), batch %d in micro-batches of %d (U-Net batch %d with CFG), %.3f s per update\n",
+		c.Name, e.Info.Name, lat, lat, 8*lat, 8*lat, bs, min(bs, tr.cfg.MicroBatch), 2*min(bs, tr.cfg.MicroBatch), secs)
 	fmt.Fprintf(os.Stderr, "  peak live %.2f GiB, %s the 8 GiB budget; peaks by category:", float64(ms.PeakTotal)/(1<<30), verdict)
 	for cat := gpu.Activations; cat <= gpu.Scratch; cat++ {
 		fmt.Fprintf(os.Stderr, " %s %.2f GiB", cat, float64(ms.Peak[cat])/(1<<30))

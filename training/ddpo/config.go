@@ -31,11 +31,14 @@ const (
 	DefaultEpochs          = 10
 	DefaultSamplesPerEpoch = 16
 	DefaultBatchSize       = 8
-	DefaultSteps           = 50
-	DefaultGuidance        = 7.5
-	DefaultEta             = 1
-	DefaultSize            = 512
-	DefaultRank            = 4
+	// DefaultMicroBatch keeps an SD 1.5 update at 512x512 (U-Net batch 8
+	// with guidance) well inside 8 GB; see BenchmarkDDPOStep.
+	DefaultMicroBatch = 4
+	DefaultSteps      = 50
+	DefaultGuidance   = 7.5
+	DefaultEta        = 1
+	DefaultSize       = 512
+	DefaultRank       = 4
 	// DefaultLR is InstructBooth's learning rate for the RL LoRA, 2e-5.
 	// (ddpo-pytorch's LoRA configs use 3e-4.)
 	DefaultLR          = 2e-5
@@ -71,6 +74,11 @@ type Config struct {
 	// SamplesPerEpoch images are sampled per epoch, BatchSize at a time;
 	// training uses batches of BatchSize too.
 	SamplesPerEpoch, BatchSize int
+	// MicroBatch splits each training batch into forward/backward passes
+	// of at most this many trajectories (the gradient is the same up to
+	// float rounding); it bounds the update's activation memory. 0 means
+	// DefaultMicroBatch; a value >= BatchSize runs whole batches.
+	MicroBatch int
 	// AccumBatches is the number of training batches whose gradients are
 	// summed (with every trained timestep of them) into one AdamW step;
 	// 0 means all of an inner epoch's batches: one update per inner epoch.
@@ -135,6 +143,7 @@ func (c Config) WithDefaults() Config {
 	setI(&c.Epochs, DefaultEpochs)
 	setI(&c.SamplesPerEpoch, DefaultSamplesPerEpoch)
 	setI(&c.BatchSize, DefaultBatchSize)
+	setI(&c.MicroBatch, DefaultMicroBatch)
 	setI(&c.InnerEpochs, 1)
 	setI(&c.Steps, DefaultSteps)
 	setF(&c.Guidance, DefaultGuidance)
@@ -177,6 +186,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ddpo: %d samples per epoch is too many", c.SamplesPerEpoch)
 	case c.AccumBatches < 0 || c.AccumBatches > 0 && batches%c.AccumBatches != 0:
 		return fmt.Errorf("ddpo: gradient accumulation over %d batches does not divide the epoch's %d batches", c.AccumBatches, batches)
+	case c.MicroBatch < 1:
+		return fmt.Errorf("ddpo: micro-batch %d", c.MicroBatch)
 	case c.InnerEpochs < 1:
 		return fmt.Errorf("ddpo: %d inner epochs", c.InnerEpochs)
 	case c.Steps < 1 || c.Steps > 1000:
@@ -221,9 +232,10 @@ func (c Config) accum() int {
 
 // fingerprint is the part of c that a resumed run must share with the
 // run that wrote the checkpoint (everything that changes what is
-// computed; Epochs may grow, the folder and checkpointing may change).
+// computed; Epochs may grow, the folder, checkpointing and micro-batch
+// may change, which changes float rounding at most).
 func (c Config) fingerprint(rewardName string) map[string]any {
-	c.Epochs, c.WorkDir, c.KeepCheckpoints, c.NoGradCheckpointing = 0, "", 0, false
+	c.Epochs, c.WorkDir, c.KeepCheckpoints, c.NoGradCheckpointing, c.MicroBatch = 0, "", 0, false, 0
 	b, _ := json.Marshal(c)
 	m := map[string]any{}
 	json.Unmarshal(b, &m)

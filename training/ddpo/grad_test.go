@@ -189,3 +189,55 @@ func TestGradient_finiteDifferences(t *testing.T) {
 		t.Fatal("too few parameters checked")
 	}
 }
+
+// TestMicroBatch_sameGradient: a batch trained in micro-batches of one
+// accumulates the gradient of the whole batch (up to float rounding).
+func TestMicroBatch_sameGradient(t *testing.T) {
+	tr, samples := gradTrainer(t, 2, nil)
+	adv := []float64{0.9, -1.1}
+	idx := []int{1, 0}
+	steps := [][]int{{0, 1}, {1, 0}}
+	grads := func(micro int) [][]float32 {
+		tr.cfg.MicroBatch = micro
+		chunks, err := tr.batchChunks(samples, adv, idx, steps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(chunks) != 2/micro {
+			t.Fatalf("micro-batch %d made %d chunks", micro, len(chunks))
+		}
+		gpu.ZeroGrad(tr.Params()...)
+		for j := 0; j < 2; j++ {
+			for _, c := range chunks {
+				if _, err := tr.accumulate(c, j, float64(len(c.samples))/2); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		var out [][]float32
+		for _, p := range tr.Params() {
+			if p.Grad != nil {
+				out = append(out, p.Grad.MustRead())
+			} else {
+				out = append(out, nil)
+			}
+		}
+		for _, c := range chunks {
+			c.ctx.Release()
+		}
+		gpu.ZeroGrad(tr.Params()...)
+		return out
+	}
+	whole, split := grads(2), grads(1)
+	var worst, scale float64
+	for i := range whole {
+		for k := range whole[i] {
+			worst = math.Max(worst, math.Abs(float64(whole[i][k]-split[i][k])))
+			scale = math.Max(scale, math.Abs(float64(whole[i][k])))
+		}
+	}
+	t.Logf("max |gradient difference| %.3g (max gradient %.3g)", worst, scale)
+	if !(scale > 0) || worst > 1e-4*scale {
+		t.Fatalf("micro-batched gradient differs by %.3g (max gradient %.3g)", worst, scale)
+	}
+}

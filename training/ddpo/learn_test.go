@@ -52,7 +52,7 @@ func (borderBrightness) Score(_ context.Context, ims []*image.NRGBA, _ []string)
 func TestTraining_raisesReward(t *testing.T) {
 	_, c := tiny(t)
 	cfg := Config{Prompts: []string{"a sks dog playing soccer"}, Epochs: 2, SamplesPerEpoch: 16, BatchSize: 16,
-		Steps: 4, TimestepFraction: 0.5, Guidance: 1, Width: 64, Height: 64, LR: 0.03, Seed: 1, NoGradCheckpointing: true}
+		Steps: 4, TimestepFraction: 0.5, Guidance: 1, Width: 64, Height: 64, LR: 0.03, Seed: 1, NoGradCheckpointing: true, MicroBatch: 16}
 	tr, err := New(c, borderBrightness{}, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,12 @@ func (t *Trainer) trainEpoch(ctx context.Context, ep int, samples []*Sample, adv
 	scale := 1 / float64(nt*accum) // the update is the mean over timesteps and batches
 	var evals int
 	var gradNorms float64
+	stop := func(err error) error {
+		if nf, ok := err.(*training.NotFiniteError); ok {
+			nf.Step = ep + 1
+		}
+		return err
+	}
 	for inner := 0; inner < cfg.InnerEpochs; inner++ {
 		perm := training.NewStream(cfg.Seed, ep, purposeShuffle|uint32(inner)<<8).Perm(n)
 		ts := training.NewStream(cfg.Seed, ep, purposeTimesteps|uint32(inner)<<8)
@@ -45,47 +51,44 @@ func (t *Trainer) trainEpoch(ctx context.Context, ep int, samples []*Sample, adv
 			steps[p] = ts.Perm(cfg.Steps)[:nt]
 		}
 		for b := 0; b < n/bs; b++ {
-			tb := &trainBatch{steps: steps[b*bs : (b+1)*bs]}
-			prompts := make([]string, bs)
-			for _, i := range perm[b*bs : (b+1)*bs] {
-				tb.samples = append(tb.samples, samples[i])
-				tb.adv = append(tb.adv, adv[i])
-				prompts[len(tb.samples)-1] = cfg.Prompts[samples[i].Prompt]
-			}
-			cx, cond, uncond, err := t.conditioning(prompts)
+			chunks, err := t.batchChunks(samples, adv, perm[b*bs:(b+1)*bs], steps[b*bs:(b+1)*bs])
 			if err != nil {
 				return err
 			}
-			cond.Release()
-			uncond.Release()
-			tb.ctx = cx
+			release := func() {
+				for _, c := range chunks {
+					c.ctx.Release()
+				}
+			}
 			for j := 0; j < nt; j++ {
 				if err := ctx.Err(); err != nil {
-					cx.Release()
+					release()
 					return err
 				}
-				s, err := t.accumulate(tb, j, scale)
-				if err != nil {
-					cx.Release()
-					if nf, ok := err.(*training.NotFiniteError); ok {
-						nf.Step = ep + 1
+				// The batch's figures: size-weighted means over its chunks.
+				var sum Surrogate
+				for _, c := range chunks {
+					w := float64(len(c.samples)) / float64(bs)
+					s, err := t.accumulate(c, j, scale*w)
+					if err != nil {
+						release()
+						return stop(err)
 					}
-					return err
+					sum.Loss += w * s.Loss
+					sum.ApproxKL += w * s.ApproxKL
+					sum.ClipFrac += w * s.ClipFrac
 				}
 				evals++
-				st.Loss += (s.Loss - st.Loss) / float64(evals)
-				st.ApproxKL += (s.ApproxKL - st.ApproxKL) / float64(evals)
-				st.ClipFrac += (s.ClipFrac - st.ClipFrac) / float64(evals)
+				st.Loss += (sum.Loss - st.Loss) / float64(evals)
+				st.ApproxKL += (sum.ApproxKL - st.ApproxKL) / float64(evals)
+				st.ClipFrac += (sum.ClipFrac - st.ClipFrac) / float64(evals)
 				tick(map[string]float64{"loss": st.Loss, "approx_kl": st.ApproxKL, "clipfrac": st.ClipFrac})
 			}
-			cx.Release()
+			release()
 			if (b+1)%accum == 0 {
 				gn, err := t.step()
 				if err != nil {
-					if nf, ok := err.(*training.NotFiniteError); ok {
-						nf.Step = ep + 1
-					}
-					return err
+					return stop(err)
 				}
 				st.Updates++
 				gradNorms += gn
@@ -96,6 +99,40 @@ func (t *Trainer) trainEpoch(ctx context.Context, ep int, samples []*Sample, adv
 		st.GradNorm = gradNorms / float64(st.Updates)
 	}
 	return nil
+}
+
+// batchChunks splits the training batch of samples idx (training steps
+// steps[i] for idx[i]) into micro-batches of at most Config.MicroBatch,
+// each with its U-Net conditioning.
+func (t *Trainer) batchChunks(samples []*Sample, adv []float64, idx []int, steps [][]int) ([]*trainBatch, error) {
+	cfg := t.cfg
+	mb := cfg.MicroBatch
+	if mb <= 0 || mb > len(idx) {
+		mb = len(idx)
+	}
+	var out []*trainBatch
+	for c0 := 0; c0 < len(idx); c0 += mb {
+		c1 := min(len(idx), c0+mb)
+		tb := &trainBatch{steps: steps[c0:c1]}
+		prompts := make([]string, 0, c1-c0)
+		for _, i := range idx[c0:c1] {
+			tb.samples = append(tb.samples, samples[i])
+			tb.adv = append(tb.adv, adv[i])
+			prompts = append(prompts, cfg.Prompts[samples[i].Prompt])
+		}
+		cx, cond, uncond, err := t.conditioning(prompts)
+		if err != nil {
+			for _, c := range out {
+				c.ctx.Release()
+			}
+			return nil, err
+		}
+		cond.Release()
+		uncond.Release()
+		tb.ctx = cx
+		out = append(out, tb)
+	}
+	return out, nil
 }
 
 // logProbs runs the policy on trained step j of every sample of tb and
