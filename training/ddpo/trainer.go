@@ -261,7 +261,8 @@ func (t *Trainer) Release() {
 // be nil) as work proceeds, and checkpoints after every epoch. ctx is
 // checked between steps: a cancelled run returns ctx.Err() and the last
 // checkpoint stays. A non-finite reward, log-probability, loss or gradient
-// returns a *training.NotFiniteError, an exploding log-probability ratio
+// returns a *training.NotFiniteError (its Step is the 1-based epoch), an
+// exploding log-probability ratio
 // an error wrapping ErrRatio; neither writes a checkpoint. After an error
 // the trainer is mid-epoch and refuses to run again: make a new one on the
 // same WorkDir to resume.
