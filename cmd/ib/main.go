@@ -21,6 +21,14 @@
 //	ib toyworld sample|train|eval|score [flags]
 //	    the built-in toy world: render scenes, train the toy base model,
 //	    evaluate a model, score an image against a prompt.
+//	ib align --model PATH [--lora PERSONALIZED_LORA[:W]] --class NOUN
+//	    [--identifier TOKEN] [--activities FILE] --reward SPEC [--epochs N]
+//	    [--samples-per-epoch 16] [--batch 8] [--micro-batch 4] [--steps 50]
+//	    [--guidance 7.5]
+//	    [--timestep-fraction F] [--rank 4] [--lr X] [--seed S]
+//	    [--resolution PX] --out FILE [--format kohya|diffusers|peft]
+//	    [--work DIR] [model flags]
+//	    DDPO alignment: train a LoRA maximising a reward; resumable.
 //
 // Model flags (generate and reference): --model is a diffusers folder or a
 // single-file checkpoint; --config DIR (diffusers-style folder with the
@@ -58,6 +66,9 @@ commands:
   evaluate    score runs (base, base+LoRA) on a prompt set with CLIP-T, PickScore, ...:
               ib evaluate --model PATH [--lora FILE]... --class NOUN --metrics NAME:PATH,... --out DIR
   toyworld    the built-in toy world: ib toyworld sample|train|eval|score [flags]
+  align       DDPO alignment of a (personalised) model to a reward, writing a LoRA:
+              ib align --model PATH [--lora FILE[:W]] --class NOUN --identifier TOKEN
+                       --reward SPEC --out FILE [flags]
 
 --model is a diffusers folder or a single-file checkpoint (.safetensors);
 model flags of generate and reference: --config DIR, --tokenizer PATH,
@@ -98,6 +109,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = personalizeCmd(args, stdout, stderr)
 	case "toyworld":
 		err = toyworldCmd(args, stdout, stderr)
+	case "align":
+		err = alignCmd(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return 0

@@ -1,0 +1,143 @@
+package ddpo
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"math"
+
+	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/model/generate"
+	"github.com/instructbooth/instructbooth/training"
+)
+
+// sampleEpoch draws the epoch's prompts, samples every image with the
+// current policy in batches, and scores them. tick is called after every
+// DDIM step of a batch.
+func (t *Trainer) sampleEpoch(ctx context.Context, ep int, tick func()) ([]*Sample, error) {
+	cfg := t.cfg
+	ps := training.NewStream(cfg.Seed, ep, purposePrompts)
+	samples := make([]*Sample, cfg.SamplesPerEpoch)
+	for i := range samples {
+		samples[i] = &Sample{Prompt: ps.Intn(len(cfg.Prompts))}
+	}
+	for b := 0; b < len(samples); b += cfg.BatchSize {
+		if err := t.sampleBatch(ctx, ep, b, samples[b:b+cfg.BatchSize], tick); err != nil {
+			return nil, err
+		}
+	}
+	return samples, nil
+}
+
+// latentShape is [C, h, w] of one latent.
+func (t *Trainer) latentShape() (c, h, w int) {
+	return t.c.UNet.Cfg.InChannels, t.cfg.Height / 8, t.cfg.Width / 8
+}
+
+// sampleBatch samples batch (samples first.. of epoch ep) with stochastic
+// DDIM and classifier-free guidance, records the trajectories, decodes
+// each x_0 and scores the images.
+func (t *Trainer) sampleBatch(ctx context.Context, ep, first int, batch []*Sample, tick func()) error {
+	e, cfg := t.e, t.cfg
+	n := len(batch)
+	prompts := make([]string, n)
+	for j, s := range batch {
+		prompts[j] = cfg.Prompts[s.Prompt]
+	}
+	cx, cond, uncond, err := t.conditioning(prompts)
+	if err != nil {
+		return err
+	}
+	cx.Release()
+	defer cond.Release()
+	defer uncond.Release()
+	guide, err := generate.NewGuide(t.c.UNet, cond, uncond, cfg.Guidance)
+	if err != nil {
+		return err
+	}
+	defer guide.Release()
+	smp, err := t.c.Schedule.NewSampler("ddim", cfg.Steps, cfg.Eta)
+	if err != nil {
+		return err
+	}
+	lc, h, w := t.latentShape()
+	per := lc * h * w
+	noise := func(k int, out []float32) {
+		for j := range batch {
+			generate.Noise(cfg.Seed^noiseKey, noiseStream(ep, first+j, k), out[j*per:(j+1)*per])
+		}
+	}
+	init := make([]float32, n*per)
+	noise(0, init)
+	xT, err := e.Upload(gpu.Activations, init, n, lc, h, w)
+	if err != nil {
+		return err
+	}
+	defer xT.Release()
+	z := make([]float32, n*per)
+	x0, tr, err := generate.Sample(ctx, xT, generate.SampleConfig{
+		Sampler: smp, Guide: guide, Record: true,
+		Noise:    func(k int) []float32 { noise(k+1, z); return z },
+		Progress: func(int, int) { tick() },
+	})
+	if err != nil {
+		return err
+	}
+	x0.Release()
+	if len(tr.LogProbs) != cfg.Steps || len(tr.Latents) != cfg.Steps+1 {
+		return fmt.Errorf("ddpo: the sampler recorded %d latents and %d log-probabilities for %d steps", len(tr.Latents), len(tr.LogProbs), cfg.Steps)
+	}
+	for j, s := range batch {
+		s.Latents = make([][]float32, cfg.Steps+1)
+		for k := range s.Latents {
+			s.Latents[k] = tr.Latents[k][j*per : (j+1)*per : (j+1)*per]
+		}
+		s.LogProbs = make([]float32, cfg.Steps)
+		for k := range s.LogProbs {
+			s.LogProbs[k] = tr.LogProbs[k][j]
+			if v := float64(s.LogProbs[k]); math.IsNaN(v) || math.IsInf(v, 0) {
+				return &training.NotFiniteError{What: fmt.Sprintf("sampling log-probability (sample %d, step %d)", first+j, k), Value: v, Step: ep + 1}
+			}
+		}
+	}
+	// Decode in chunks of at most 512x512 pixels: a whole batch at 512x512
+	// would dominate the run's memory, while small images decode faster
+	// together.
+	images := make([]*image.NRGBA, 0, n)
+	chunk := max(1, 512*512/(cfg.Width*cfg.Height))
+	for j0 := 0; j0 < n; j0 += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		j1 := min(n, j0+chunk)
+		v := make([]float32, 0, (j1-j0)*per)
+		for _, s := range batch[j0:j1] {
+			v = append(v, s.Latents[cfg.Steps]...)
+		}
+		lat, err := e.Upload(gpu.Activations, v, j1-j0, lc, h, w)
+		if err != nil {
+			return err
+		}
+		im, err := generate.DecodeImages(t.c.VAE, lat)
+		lat.Release()
+		if err != nil {
+			return err
+		}
+		images = append(images, im...)
+	}
+	r, err := t.scorer.Score(ctx, images, prompts)
+	if err != nil {
+		return fmt.Errorf("ddpo: reward %s: %w", t.scorer.Name(), err)
+	}
+	if len(r) != n {
+		return fmt.Errorf("ddpo: reward %s returned %d scores for %d images", t.scorer.Name(), len(r), n)
+	}
+	for j, s := range batch {
+		if err := training.CheckFinite(fmt.Sprintf("reward %s of sample %d (%q)", t.scorer.Name(), first+j, prompts[j]), r[j]); err != nil {
+			err.(*training.NotFiniteError).Step = ep + 1
+			return err
+		}
+		s.Reward = r[j]
+	}
+	return nil
+}
