@@ -22,10 +22,11 @@ import (
 )
 
 // trainerRegistry is the registry cmd/instructbooth builds: Generate,
-// Personalize and Evaluate.
+// Personalize, Align and Evaluate.
 func trainerRegistry() Registry {
 	reg := DefaultRegistry()
 	reg[store.KindPersonalize] = NewPersonalizeJob
+	reg[store.KindAlign] = NewAlignJob
 	reg[store.KindEvaluate] = NewEvaluateJob
 	return reg
 }

@@ -58,8 +58,8 @@ func main() {
 	reg := app.DefaultRegistry() // Generate
 	// The trainers, each an app.Factory adapting its package to app.Job:
 	reg[store.KindPersonalize] = app.NewPersonalizeJob // training/dreambooth
-	//   reg[store.KindAlign]   = DDPO job                (training/ddpo)
-	reg[store.KindEvaluate] = app.NewEvaluateJob // training/evaluate
+	reg[store.KindAlign] = app.NewAlignJob             // training/ddpo
+	reg[store.KindEvaluate] = app.NewEvaluateJob       // training/evaluate
 
 	u := app.New(a, app.Options{
 		DB: db,
