@@ -291,8 +291,13 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 		if kind == store.KindAlign {
 			c := DefaultAlignConfig(s)
 			prompts = strings.Join(c.Prompts, "\n")
+			rewardSpec := c.Reward
+			if last := u.App.Preferences().String(PrefAlignReward); last != "" {
+				rewardSpec = last
+			}
 			basic = []field{selectField("Start from", &model, choiceLabels(trained), ""),
-				textField("Prompts", &prompts, true, "one per line"), intField("Epochs", &c.Epochs, 1, 100000, "")}
+				textField("Prompts", &prompts, true, "one per line"), intField("Epochs", &c.Epochs, 1, 100000, ""),
+				textField("Reward", &rewardSpec, false, "imagereward:PATH (ImageReward.pt), clip:PATH, pickscore:PATH, jpeg or brightness")}
 			advanced = []field{intField("Samples per epoch", &c.SamplesPerEpoch, 1, 4096, ""),
 				intField("Sampling steps", &c.SamplingSteps, 1, 1000, "DDIM"), floatField("Eta", &c.Eta, 0, 1, "DDIM eta; 1 gives the stochastic policy"),
 				floatField("Guidance", &c.Guidance, 0, 30, ""), floatField("Learning rate", &c.LearningRate, 0, 1, ""),
@@ -307,6 +312,11 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 				if len(c.Prompts) == 0 {
 					return fmt.Errorf("give at least one prompt")
 				}
+				c.Reward = strings.TrimSpace(rewardSpec)
+				if err := checkRewardSpec(c.Reward); err != nil {
+					return err
+				}
+				u.App.Preferences().SetString(PrefAlignReward, c.Reward)
 				return nil
 			}
 		} else {

@@ -21,6 +21,31 @@ import (
 // runDDPODir is the DDPO trainer's work folder inside a run's folder.
 const runDDPODir = "ddpo"
 
+// PrefAlignReward remembers the Align form's last reward spec.
+const PrefAlignReward = "alignReward"
+
+// checkRewardSpec refuses a reward spec that cannot work: an unknown
+// reward, or a model reward without its model's path.
+func checkRewardSpec(spec string) error {
+	name, path, _ := strings.Cut(spec, ":")
+	switch name {
+	case "imagereward", "clip", "pickscore":
+		if path == "" {
+			return fmt.Errorf("the %s reward needs its model: write it as %s:PATH", name, name)
+		}
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("reward %s: %w", name, err)
+		}
+		return nil
+	}
+	for _, n := range reward.Names() {
+		if n == name && path == "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown reward %q: use imagereward:PATH, clip:PATH, pickscore:PATH, %s", spec, strings.Join(reward.Names(), ", "))
+}
+
 type alignJob struct {
 	env  JobEnv
 	cfg  AlignConfig
@@ -44,8 +69,8 @@ func NewAlignJob(env JobEnv) (Job, error) {
 	if len(cfg.Prompts) == 0 {
 		return nil, fmt.Errorf("align: no training prompts")
 	}
-	if name, path, _ := strings.Cut(cfg.Reward, ":"); path == "" && (name == "imagereward" || name == "clip" || name == "pickscore") {
-		return nil, fmt.Errorf("align: the %s reward needs its model: write it as %s:PATH", name, name)
+	if err := checkRewardSpec(cfg.Reward); err != nil {
+		return nil, fmt.Errorf("align: %w", err)
 	}
 	return &alignJob{env: env, cfg: cfg, subj: subj}, nil
 }

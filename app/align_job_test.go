@@ -2,11 +2,13 @@ package app
 
 import (
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/internal/testenv"
 	"github.com/instructbooth/instructbooth/store"
 )
 
@@ -95,5 +97,22 @@ func TestAlign_job(t *testing.T) {
 		}
 	} else if !strings.Contains(err.Error(), "imagereward:PATH") {
 		t.Errorf("imagereward without a path: %v", err)
+	}
+}
+
+// TestCheckRewardSpec: the Align form and job accept the built-in rewards
+// and model rewards whose model exists, and refuse the rest with a message
+// that says what to write.
+func TestCheckRewardSpec(t *testing.T) {
+	model := filepath.Join(testenv.Fixtures(t), "rewards-tiny", "imagereward", "ImageReward.safetensors")
+	for _, c := range []struct{ spec, want string }{
+		{"brightness", ""}, {"jpeg", ""}, {"imagereward:" + model, ""},
+		{"imagereward", "imagereward:PATH"}, {"pickscore:/nonexistent/x", "/nonexistent/x"},
+		{"hpsv2", "unknown reward"}, {"brightness:3", "unknown reward"},
+	} {
+		err := checkRewardSpec(c.spec)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%q: %v (want %q)", c.spec, err, c.want)
+		}
 	}
 }
