@@ -167,19 +167,7 @@ func (j *alignJob) Run(ctx context.Context, report func(Progress)) (err error) {
 	storeEpoch := func(epoch int) error {
 		m := meta
 		m.Steps = epoch
-		data, err := encodeLoRA(dir, t.LoRA(), m)
-		if err != nil {
-			return err
-		}
-		c := store.Checkpoint{RunID: run.ID, Step: epoch, Kind: store.CheckpointLoRA}
-		if old, err := env.DB.Checkpoints(run.ID); err == nil {
-			for _, o := range old {
-				if o.Step == epoch {
-					c.ID = o.ID
-				}
-			}
-		}
-		return env.DB.PutCheckpoint(&c, data)
+		return storeRunLoRA(env, t.LoRA(), m, epoch)
 	}
 	err = t.Run(ctx, func(p ddpo.Progress) {
 		pr := Progress{Step: p.Step, Total: p.Total, Phase: p.Phase}

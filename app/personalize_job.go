@@ -372,19 +372,25 @@ func (j *personalizeJob) loadSubject(res int, log *runLog) (*data.Set, error) {
 // storeLoRA stores the adapters of s as the run's LoRA checkpoint at step
 // (kohya layout, with meta), replacing a checkpoint of the same step.
 func (j *personalizeJob) storeLoRA(s lora.Set, meta lora.Meta, step int) error {
-	data, err := encodeLoRA(RunDir(j.env.DB, j.env.Run.ID), s, meta)
+	return storeRunLoRA(j.env, s, meta, step)
+}
+
+// storeRunLoRA stores s (kohya safetensors with meta) as env's run's LoRA
+// checkpoint at step, replacing a checkpoint of that run at the same step.
+func storeRunLoRA(env JobEnv, s lora.Set, meta lora.Meta, step int) error {
+	data, err := encodeLoRA(RunDir(env.DB, env.Run.ID), s, meta)
 	if err != nil {
 		return err
 	}
-	c := store.Checkpoint{RunID: j.env.Run.ID, Step: step, Kind: store.CheckpointLoRA}
-	if old, err := j.env.DB.Checkpoints(j.env.Run.ID); err == nil {
+	c := store.Checkpoint{RunID: env.Run.ID, Step: step, Kind: store.CheckpointLoRA}
+	if old, err := env.DB.Checkpoints(env.Run.ID); err == nil {
 		for _, o := range old {
 			if o.Step == step {
 				c.ID = o.ID
 			}
 		}
 	}
-	return j.env.DB.PutCheckpoint(&c, data)
+	return env.DB.PutCheckpoint(&c, data)
 }
 
 // encodeLoRA returns s as kohya safetensors bytes with meta (written
