@@ -152,7 +152,8 @@ func toyTrain(args []string, stdout, stderr io.Writer) error {
 	dropout := fs.Float64("caption-dropout", d.CaptionDropout, "share of empty captions (classifier-free guidance)")
 	freezeText := fs.Bool("freeze-text", false, "keep the text encoder at its random initialisation")
 	unetCh := fs.String("unet-channels", joinInts(d.Config.UNet.BlockOutChannels), "U-Net block_out_channels")
-	latentCh := fs.Int("latent-channels", d.Config.VAE.LatentChannels, "latent channels (VAE and U-Net; SD 1.x has 4)")
+	vae := fs.String("vae", "codec", "latent space: codec (fixed 4x4 pixel codec, 32x32 images, 48 channels) or kl (an AutoencoderKL trained first, 64x64 images)")
+	latentCh := fs.Int("latent-channels", 4, "latent channels of the kl VAE and the U-Net (SD 1.x has 4)")
 	timeLimit := fs.Duration("time-limit", 0, "stop cleanly (saving) after this long, e.g. 5m (0: no limit)")
 	ckpt := fs.Int("checkpoint-every", d.CheckpointEvery, "save every N steps")
 	every := fs.Int("progress-every", d.ProgressEvery, "progress line every N steps")
@@ -170,10 +171,18 @@ func toyTrain(args []string, stdout, stderr io.Writer) error {
 	o.VAESteps, o.VAEBatch, o.VAELR, o.KLWeight, o.VAEShare = *vaeSteps, *vaeBatch, float32(*vaeLR), float32(*kl), *vaeShare
 	o.CaptionDropout, o.FreezeText, o.TimeLimit = *dropout, *freezeText, *timeLimit
 	o.CheckpointEvery, o.ProgressEvery = *ckpt, *every
-	if *latentCh < 1 {
-		return usagef("--latent-channels must be positive")
+	switch *vae {
+	case "codec":
+		o.Config = o.Config.WithShape(ch, o.Config.VAE.LatentChannels)
+	case "kl":
+		if *latentCh < 1 {
+			return usagef("--latent-channels must be positive")
+		}
+		o.Config.VAE, o.Config.Codec, o.Config.ImageSize = toyworld.VAEConfig64(), 0, 64
+		o.Config = o.Config.WithShape(ch, *latentCh)
+	default:
+		return usagef("--vae %q: codec or kl", *vae)
 	}
-	o.Config = o.Config.WithShape(ch, *latentCh)
 	o.Progress = func(p toyworld.Progress) { fmt.Fprintln(stdout, p) }
 
 	e, err := gpu.Open(gpu.Options{Adapter: *adapter})

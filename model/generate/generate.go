@@ -79,8 +79,8 @@ func (p Params) WithDefaults() Params {
 // Validate reports the first problem with p (after WithDefaults).
 func (p Params) Validate() error {
 	switch {
-	case p.Width <= 0 || p.Height <= 0 || p.Width%64 != 0 || p.Height%64 != 0:
-		return fmt.Errorf("generate: size %dx%d: width and height must be positive multiples of 64", p.Width, p.Height)
+	case p.Width <= 0 || p.Height <= 0 || p.Width%8 != 0 || p.Height%8 != 0:
+		return fmt.Errorf("generate: size %dx%d: width and height must be positive multiples of 8", p.Width, p.Height)
 	case p.Width > 4096 || p.Height > 4096:
 		return fmt.Errorf("generate: size %dx%d: at most 4096 pixels a side", p.Width, p.Height)
 	case p.Steps < 1 || p.Steps > 1000:
@@ -136,6 +136,9 @@ func Generate(ctx context.Context, c Components, p Params, progress Progress) (*
 	if c.Tokenizer == nil || c.Text == nil || c.UNet == nil || c.VAE == nil || c.Schedule == nil {
 		return nil, fmt.Errorf("generate: incomplete model (tokenizer, text encoder, U-Net, VAE and schedule are all needed)")
 	}
+	if m := c.SizeMultiple(); p.Width%m != 0 || p.Height%m != 0 {
+		return nil, fmt.Errorf("generate: size %dx%d: this model needs multiples of %d", p.Width, p.Height, m)
+	}
 	e := c.UNet.W.E
 	start := time.Now()
 	res := &Result{}
@@ -168,9 +171,9 @@ func Generate(ctx context.Context, c Components, p Params, progress Progress) (*
 	}
 	defer guide.Release()
 
-	lc := c.UNet.Cfg.InChannels
-	shape := []int{1, lc, p.Height / 8, p.Width / 8} // latent [1, C, h, w]
-	n := lc * p.Height / 8 * p.Width / 8
+	lc, f := c.UNet.Cfg.InChannels, c.VAE.Factor()
+	shape := []int{1, lc, p.Height / f, p.Width / f} // latent [1, C, h, w]
+	n := lc * p.Height / f * p.Width / f
 	total := p.Count * p.Steps
 	for i := 0; i < p.Count; i++ {
 		ip := p
@@ -225,15 +228,21 @@ func generateOne(ctx context.Context, c Components, p Params, guide *Guide, shap
 	return &Image{RGB: rgb[0], Params: p, Trajectory: tr}, nil
 }
 
-// DecodeLatents runs the VAE decoder on SD latents x0 [N, 4, h, w] (divided
-// by the scaling factor first) and returns the raw images [N, 3, 8h, 8w]
-// (not clamped).
+// SizeMultiple is what image sides must be multiples of for c: the VAE's
+// factor times the U-Net's downsampling (64 for SD 1.x).
+func (c Components) SizeMultiple() int {
+	return c.VAE.Factor() << (len(c.UNet.Cfg.BlockOutChannels) - 1)
+}
+
+// DecodeLatents runs the VAE decoder on SD latents x0 [N, C, h, w] (divided
+// by the scaling factor first) and returns the raw images [N, 3, f h, f w]
+// (f the VAE's factor; not clamped).
 func DecodeLatents(v *sd.VAE, x0 *gpu.Tensor) *gpu.Tensor {
 	e := v.W.E
 	var out *gpu.Tensor
 	e.NoGrad(func() {
 		s := e.Scope()
-		out = v.Decode(e.Scale(x0, 1/float32(sd.ScalingFactor)))
+		out = v.Decode(v.Unscale(x0))
 		s.Close(out)
 	})
 	return out

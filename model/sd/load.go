@@ -332,8 +332,33 @@ func (l *loader) buildVAE(ts tensorSet, file string, name func(string) string) e
 		w.Release()
 		return fmt.Errorf("%s: %w", file, err)
 	}
+	v.Scale = l.p.ScalingFactor
 	l.p.VAE = v
 	return nil
+}
+
+// pixelCodec builds the VAE when the vae/config.json at path declares a
+// pixel codec (_class_name PixelCodecClass, patch_size, in_channels,
+// scaling_factor), reporting whether it did.
+func (l *loader) pixelCodec(path string) (bool, error) {
+	var c struct {
+		Class  string `json:"_class_name"`
+		Patch  int    `json:"patch_size"`
+		In     int    `json:"in_channels"`
+		Latent int    `json:"latent_channels"`
+	}
+	if err := readJSON(path, &c); err != nil || c.Class != PixelCodecClass {
+		return false, err
+	}
+	v, err := NewPixelCodec(l.e, c.In, c.Patch, l.p.ScalingFactor)
+	if err != nil {
+		return true, fmt.Errorf("%s: %w", path, err)
+	}
+	if c.Latent != 0 && c.Latent != v.Cfg.LatentChannels {
+		return true, fmt.Errorf("%s: latent_channels %d, but %d channels with patch %d make %d", path, c.Latent, c.In, c.Patch, v.Cfg.LatentChannels)
+	}
+	l.p.VAE = v
+	return true, nil
 }
 
 func (l *loader) buildText(ts tensorSet, cfg clip.TextConfig, file string, name func(string) string) error {

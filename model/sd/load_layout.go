@@ -108,6 +108,9 @@ func (l *loader) diffusers(dir string) error {
 		}
 	}
 	if l.want(CompVAE) {
+		if codec, err := l.pixelCodec(filepath.Join(dir, "vae", "config.json")); err != nil || codec {
+			return err
+		}
 		f, err := l.openVariant(filepath.Join(dir, "vae"), "diffusion_pytorch_model")
 		if err != nil {
 			return err

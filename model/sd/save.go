@@ -54,6 +54,9 @@ func SaveSingleFile(path string, p *Pipeline, f16 bool, meta map[string]string) 
 	if p.UNet == nil || p.VAE == nil || p.Text == nil {
 		return fmt.Errorf("%s: a single-file checkpoint needs the U-Net, the VAE and the text encoder", path)
 	}
+	if p.VAE.Patch > 0 {
+		return fmt.Errorf("%s: the model's VAE is a pixel codec, which has no single-file (LDM) form; save a diffusers folder", path)
+	}
 	uc, vc := p.UNet.Cfg, p.VAE.Cfg
 	ut := LDMUNetTable(len(uc.BlockOutChannels), uc.LayersPerBlock, uc.DownHasAttn)
 	vt := LDMVAETable(len(vc.BlockOutChannels), vc.LayersPerBlock)

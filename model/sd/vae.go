@@ -2,6 +2,7 @@ package sd
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/model/nn"
@@ -22,9 +23,71 @@ type VAEConfig struct {
 // VAE is diffusers' AutoencoderKL (SD 1.x): Encoder (DownEncoderBlock2D x4,
 // mid block with one single-head attention), quant convs, Decoder
 // (UpDecoderBlock2D x4).
+//
+// A VAE may instead be a fixed pixel codec (NewPixelCodec): no weights,
+// Encode is a space-to-depth rearrangement (torch's pixel_unshuffle) and
+// Decode its exact inverse. The toy world's base model uses one.
 type VAE struct {
-	W   *nn.Weights
+	W   *nn.Weights // empty for a pixel codec (its E is the engine)
 	Cfg VAEConfig
+	// Patch is the side of a pixel codec's patches; 0 for AutoencoderKL.
+	Patch int
+	// Scale is the latent scale (vae/config.json scaling_factor;
+	// ScalingFactor unless the config says otherwise): U-Net latents are
+	// Scale times the posterior.
+	Scale float32
+}
+
+// PixelCodecClass is the _class_name of a pixel codec's vae/config.json.
+const PixelCodecClass = "PixelUnshuffleCodec"
+
+// NewPixelCodec returns the fixed codec that maps images [N, in, H, W] to
+// latents [N, in*patch*patch, H/patch, W/patch] by space-to-depth
+// (channel c*patch*patch + dy*patch + dx holds pixel (patch*y+dy,
+// patch*x+dx) of channel c, as torch.nn.functional.pixel_unshuffle) and
+// back. It is exactly invertible; scale is its latent scale.
+func NewPixelCodec(e *gpu.Engine, in, patch int, scale float32) (*VAE, error) {
+	if patch < 1 || patch > 16 || in < 1 || in > 4 {
+		return nil, fmt.Errorf("vae: pixel codec with %d channels and patch %d: want 1-4 channels and a patch of 1-16", in, patch)
+	}
+	if !(scale > 0) || math.IsInf(float64(scale), 0) {
+		return nil, fmt.Errorf("vae: pixel codec scaling_factor %g: must be positive and finite", scale)
+	}
+	return &VAE{W: nn.NewWeights(e), Patch: patch, Scale: scale,
+		Cfg: VAEConfig{InChannels: in, LatentChannels: in * patch * patch}}, nil
+}
+
+// Factor is the ratio of image to latent side: 2^(levels-1) for
+// AutoencoderKL (8 for SD 1.x), the patch for a pixel codec.
+func (v *VAE) Factor() int {
+	if v.Patch > 0 {
+		return v.Patch
+	}
+	return 1 << (len(v.Cfg.BlockOutChannels) - 1)
+}
+
+// scale is v.Scale, or ScalingFactor for a VAE built without one.
+func (v *VAE) scale() float32 {
+	if v.Scale == 0 {
+		return ScalingFactor
+	}
+	return v.Scale
+}
+
+// unshuffle is space-to-depth: [N, C, H, W] -> [N, C*p*p, H/p, W/p].
+func unshuffle(e *gpu.Engine, x *gpu.Tensor, p int) *gpu.Tensor {
+	sh := x.Shape() // [N, C, H, W]
+	n, c, h, w := sh[0], sh[1], sh[2]/p, sh[3]/p
+	t := e.Permute(x.Reshape(n, c, h, p, w, p), 0, 1, 3, 5, 2, 4) // [N, C, p, p, h, w]
+	return t.Reshape(n, c*p*p, h, w)
+}
+
+// shuffle is depth-to-space, unshuffle's inverse.
+func shuffle(e *gpu.Engine, z *gpu.Tensor, p int) *gpu.Tensor {
+	sh := z.Shape() // [N, C*p*p, h, w]
+	n, c, h, w := sh[0], sh[1]/(p*p), sh[2], sh[3]
+	t := e.Permute(z.Reshape(n, c, p, p, h, w), 0, 1, 4, 2, 5, 3) // [N, C, h, p, w, p]
+	return t.Reshape(n, c, h*p, w*p)
 }
 
 // NewVAE builds the model over w (diffusers keys), inferring its shape.
@@ -112,11 +175,26 @@ func (v *VAE) mid(w *nn.Weights, h *gpu.Tensor) *gpu.Tensor {
 	return out
 }
 
-// Encode maps images x [N, 3, H, W] in [-1, 1] (H, W multiples of 8) to the
-// posterior's mean and log-variance [N, L, H/8, W/8] (unscaled; log-variance
-// clamped to [-30, 20] as diffusers does).
+// Encode maps images x [N, 3, H, W] in [-1, 1] (H, W multiples of
+// Factor, f) to the posterior's mean and log-variance [N, L, H/f, W/f]
+// (unscaled; log-variance clamped to [-30, 20] as diffusers does).
+//
+// A pixel codec returns the rearranged pixels and a log-variance of -30
+// (the clamp's floor: a deterministic posterior).
 func (v *VAE) Encode(x *gpu.Tensor) (mean, logvar *gpu.Tensor) {
 	e, c := v.W.E, v.Cfg
+	if v.Patch > 0 {
+		sh := x.Shape()
+		if len(sh) != 4 || sh[1] != c.InChannels || sh[2]%v.Patch != 0 || sh[3]%v.Patch != 0 {
+			panic(fmt.Sprintf("sd: pixel codec (patch %d, %d channels) cannot encode %v", v.Patch, c.InChannels, sh))
+		}
+		mean = unshuffle(e, x, v.Patch)
+		lv := make([]float32, mean.Len())
+		for i := range lv {
+			lv[i] = -30
+		}
+		return mean, e.FromSlice(lv, mean.Shape()...)
+	}
 	w := v.W.Sub("encoder")
 	s := e.Scope()
 	h := nn.Conv2d(w.Sub("conv_in"), x, 1, 1)
@@ -146,10 +224,17 @@ func (v *VAE) Encode(x *gpu.Tensor) (mean, logvar *gpu.Tensor) {
 	return mean, logvar
 }
 
-// Decode maps latents z [N, L, h, w] (already divided by ScalingFactor) to
-// images [N, 3, 8h, 8w] (raw, not clamped).
+// Decode maps latents z [N, L, h, w] (already divided by the scale; see
+// Unscale) to images [N, 3, f h, f w] with f = Factor (raw, not clamped).
 func (v *VAE) Decode(z *gpu.Tensor) *gpu.Tensor {
 	e, c := v.W.E, v.Cfg
+	if v.Patch > 0 {
+		sh := z.Shape()
+		if len(sh) != 4 || sh[1] != c.LatentChannels {
+			panic(fmt.Sprintf("sd: pixel codec (%d latent channels) cannot decode %v", c.LatentChannels, sh))
+		}
+		return shuffle(e, z, v.Patch)
+	}
 	w := v.W.Sub("decoder")
 	s := e.Scope()
 	h := nn.Conv2d(v.W.Sub("post_quant_conv"), z, 1, 0)
@@ -177,7 +262,7 @@ func (v *VAE) Decode(z *gpu.Tensor) *gpu.Tensor {
 }
 
 // Latents turns the posterior into the U-Net's latents, scaled by
-// ScalingFactor: the mean when noise is nil, else a sample
+// v.Scale: the mean when noise is nil, else a sample
 // mean + exp(logvar / 2) * noise ([N, L, h, w] standard normal).
 func (v *VAE) Latents(mean, logvar, noise *gpu.Tensor) *gpu.Tensor {
 	e := v.W.E
@@ -185,5 +270,9 @@ func (v *VAE) Latents(mean, logvar, noise *gpu.Tensor) *gpu.Tensor {
 	if noise != nil {
 		z = e.Add(mean, e.Mul(e.Exp(e.Scale(logvar, 0.5)), noise))
 	}
-	return e.Scale(z, ScalingFactor)
+	return e.Scale(z, v.scale())
 }
+
+// Unscale divides U-Net latents by the latent scale, giving what Decode
+// takes.
+func (v *VAE) Unscale(x *gpu.Tensor) *gpu.Tensor { return v.W.E.Scale(x, 1/v.scale()) }

@@ -198,8 +198,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ddpo: guidance %g: must be between 0 and 100", c.Guidance)
 	case !(c.TimestepFraction > 0 && c.TimestepFraction <= 1):
 		return fmt.Errorf("ddpo: timestep fraction %g: must be in (0, 1]", c.TimestepFraction)
-	case c.Width < 64 || c.Height < 64 || c.Width%64 != 0 || c.Height%64 != 0 || c.Width > 4096 || c.Height > 4096:
-		return fmt.Errorf("ddpo: image size %dx%d: width and height must be multiples of 64 up to 4096", c.Width, c.Height)
+	case c.Width < 8 || c.Height < 8 || c.Width%8 != 0 || c.Height%8 != 0 || c.Width > 4096 || c.Height > 4096:
+		return fmt.Errorf("ddpo: image size %dx%d: width and height must be multiples of 8 (64 for SD 1.x) up to 4096", c.Width, c.Height)
 	case c.Rank < 1:
 		return fmt.Errorf("ddpo: LoRA rank %d", c.Rank)
 	case !(c.LR > 0) || bad(float64(c.LR)) || !(c.Alpha > 0):

@@ -31,7 +31,8 @@ func (t *Trainer) sampleEpoch(ctx context.Context, ep int, tick func()) ([]*Samp
 
 // latentShape is [C, h, w] of one latent.
 func (t *Trainer) latentShape() (c, h, w int) {
-	return t.c.UNet.Cfg.InChannels, t.cfg.Height / 8, t.cfg.Width / 8
+	f := t.c.VAE.Factor()
+	return t.c.UNet.Cfg.InChannels, t.cfg.Height / f, t.cfg.Width / f
 }
 
 // sampleBatch samples batch (samples first.. of epoch ep) with stochastic

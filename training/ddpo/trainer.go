@@ -126,6 +126,9 @@ func New(c generate.Components, scorer reward.Scorer, cfg Config) (*Trainer, err
 	if scorer == nil {
 		return nil, fmt.Errorf("ddpo: no reward")
 	}
+	if m := c.SizeMultiple(); cfg.Width%m != 0 || cfg.Height%m != 0 {
+		return nil, fmt.Errorf("ddpo: image size %dx%d: this model needs multiples of %d", cfg.Width, cfg.Height, m)
+	}
 	e := c.UNet.W.E
 	t := &Trainer{cfg: cfg, c: c, e: e, scorer: scorer, tracker: NewStatTracker(cfg.StatBuffer, cfg.StatMinCount)}
 	mods := lora.AttentionModules(c.UNet.W)

@@ -99,8 +99,8 @@ type ClassImages struct {
 // the wrong size is generated again. It returns the N paths. A cancelled
 // ctx stops between images, keeping those already written.
 func (ci ClassImages) Ensure(ctx context.Context, c generate.Components, progress func(training.Status)) ([]string, error) {
-	if ci.N < 1 || ci.Resolution < 64 || ci.Resolution%64 != 0 {
-		return nil, fmt.Errorf("class images: %d images at %d px", ci.N, ci.Resolution)
+	if ci.N < 1 || ci.Resolution < 8 || ci.Resolution%c.SizeMultiple() != 0 {
+		return nil, fmt.Errorf("class images: %d images at %d px (sides must be multiples of %d for this model)", ci.N, ci.Resolution, c.SizeMultiple())
 	}
 	if ci.Steps == 0 {
 		ci.Steps = DefaultClassSteps

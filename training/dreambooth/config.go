@@ -198,8 +198,8 @@ func (c Config) Validate() error {
 		return bad("max gradient norm %g", c.MaxGradNorm)
 	case c.Steps < 1:
 		return bad("%d steps: want at least 1", c.Steps)
-	case c.Resolution < 64 || c.Resolution%64 != 0 || c.Resolution > 2048:
-		return bad("resolution %d: want a multiple of 64 from 64 to 2048", c.Resolution)
+	case c.Resolution < 8 || c.Resolution%8 != 0 || c.Resolution > 2048:
+		return bad("resolution %d: want a multiple of 8 (64 for SD 1.x) up to 2048", c.Resolution)
 	case !finite(c.PriorWeight) || c.PriorWeight < 0:
 		return bad("prior loss weight %g: want >= 0", c.PriorWeight)
 	case !c.NoPrior && (c.ClassImages < 1 || c.ClassImages > 100000):

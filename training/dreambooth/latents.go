@@ -32,7 +32,8 @@ type latentSet struct {
 // not nil, is consulted and filled by image hash.
 func encodeSet(v *sd.VAE, set *data.Set, cached *latentCache) (*latentSet, error) {
 	res := set.Res
-	ls := &latentSet{c: v.Cfg.LatentChannels, h: res / 8, w: res / 8}
+	f := v.Factor()
+	ls := &latentSet{c: v.Cfg.LatentChannels, h: res / f, w: res / f}
 	e := v.W.E
 	for i, im := range set.Images {
 		var pair [2]posterior
@@ -136,12 +137,11 @@ func (c *latentCache) put(hash string, flip int, p posterior) {
 }
 
 // save writes the cache when something was added.
-func (c *latentCache) save(res, ch int) error {
+func (c *latentCache) save(res, hw, ch int) error {
 	if c == nil || !c.dirty {
 		return nil
 	}
 	ts := map[string]safetensors.Tensor{}
-	hw := res / 8
 	for k, p := range c.m {
 		ts[k+"/mean"] = safetensors.F32Tensor(p.mean, ch, hw, hw)
 		ts[k+"/std"] = safetensors.F32Tensor(p.std, ch, hw, hw)

@@ -168,6 +168,9 @@ func Train(ctx context.Context, j Job) (res *Result, err error) {
 	if j.WorkDir == "" {
 		return nil, fmt.Errorf("dreambooth: no work folder for checkpoints")
 	}
+	if m := (generate.Components{UNet: p.UNet, VAE: p.VAE}).SizeMultiple(); cfg.Resolution%m != 0 {
+		return nil, fmt.Errorf("dreambooth: resolution %d: this model needs a multiple of %d", cfg.Resolution, m)
+	}
 	t := &trainer{j: j, cfg: cfg, e: p.UNet.W.E, u: p.UNet, ckptDir: filepath.Join(j.WorkDir, "checkpoints")}
 	if cfg.Mode == ModeFull {
 		if err := t.checkFull(); err != nil {
@@ -323,7 +326,7 @@ func (t *trainer) prepareClass(ctx context.Context) error {
 	if t.class, err = encodeSet(p.VAE, set, cache); err != nil {
 		return fmt.Errorf("dreambooth: class images: %w", err)
 	}
-	if err := cache.save(cfg.Resolution, p.VAE.Cfg.LatentChannels); err != nil {
+	if err := cache.save(cfg.Resolution, cfg.Resolution/p.VAE.Factor(), p.VAE.Cfg.LatentChannels); err != nil {
 		t.log("class latents not cached: %v", err)
 	}
 	return nil

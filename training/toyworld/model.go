@@ -26,32 +26,52 @@ import (
 type ModelConfig struct {
 	Text clip.TextConfig
 	UNet sd.UNetConfig // complete (derived fields set), as UNetSchema wants
-	VAE  sd.VAEConfig
-	// ImageSize is the side of the model's images in pixels (64).
+	VAE  sd.VAEConfig  // an AutoencoderKL's shape, when Codec is 0
+	// Codec, when not 0, replaces the AutoencoderKL by a fixed pixel codec
+	// (sd.NewPixelCodec) with patches of this side.
+	Codec int
+	// ImageSize is the side of the model's images in pixels.
 	ImageSize int
 }
 
 // DefaultModelConfig is the configuration chosen from the measurements in
 // bench_test.go (see the package documentation): a 2-layer, 64-wide text
 // encoder over the toy vocabulary, a two-level U-Net (32/64 channels, one
-// resnet per level, attention at both levels, 1.08M parameters) on 8x8x4
-// latents, and a VAE with 32/32/64/64 channels and one resnet per level.
+// resnet per level, cross-attention at the 4x4 level and the mid block
+// only, like SD 1.x's attention-free deepest level turned around) on
+// 8x8x48 latents, and a pixel codec with 4x4 patches in place of the VAE
+// on 32x32 images: no autoencoder to train, and exact reconstructions.
 func DefaultModelConfig() ModelConfig {
+	u := unetConfig([]int{32, 64}, 1, 64, 4, 32)
+	u.InChannels, u.OutChannels = 48, 48
+	u.DownHasAttn[0], u.DownBlockTypes[0], u.UpBlockTypes[1] = false, "DownBlock2D", "UpBlock2D"
 	return ModelConfig{
 		Text: clip.TextConfig{HiddenSize: 64, Heads: 4, Layers: 2, Intermediate: 128, HiddenAct: "quick_gelu",
 			LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: VocabSize()},
-		UNet:      unetConfig([]int{32, 64}, 1, 64, 4, 32),
-		VAE:       sd.VAEConfig{InChannels: 3, LatentChannels: 4, BlockOutChannels: []int{32, 32, 64, 64}, LayersPerBlock: 1, Groups: 32, Eps: 1e-6},
-		ImageSize: 64,
+		UNet:      u,
+		VAE:       sd.VAEConfig{InChannels: 3, LatentChannels: 48},
+		Codec:     4,
+		ImageSize: 32,
 	}
+}
+
+// VAEConfig64 is the AutoencoderKL the first toy models used (32/32/64/64
+// channels, factor 8, 4 latent channels, for 64x64 images); it trains at
+// 2-4 steps/s even on an H200, which is why the default is a pixel codec.
+func VAEConfig64() sd.VAEConfig {
+	return sd.VAEConfig{InChannels: 3, LatentChannels: 4, BlockOutChannels: []int{32, 32, 64, 64}, LayersPerBlock: 1, Groups: 32, Eps: 1e-6}
 }
 
 // WithShape returns c with the U-Net's block_out_channels set to ch (one
 // resnet per level, attention with 4 heads at every level, GroupNorm over
 // 32 groups) and latentChannels latent channels (VAE and U-Net).
 func (c ModelConfig) WithShape(ch []int, latentChannels int) ModelConfig {
+	attn0 := c.UNet.DownHasAttn[0]
 	c.UNet = unetConfig(ch, 1, c.Text.HiddenSize, 4, 32)
 	c.UNet.InChannels, c.UNet.OutChannels = latentChannels, latentChannels
+	if !attn0 {
+		c.UNet.DownHasAttn[0], c.UNet.DownBlockTypes[0], c.UNet.UpBlockTypes[len(ch)-1] = false, "DownBlock2D", "UpBlock2D"
+	}
 	c.VAE.LatentChannels = latentChannels
 	return c
 }
@@ -75,8 +95,14 @@ func unetConfig(ch []int, layers, crossDim, heads, groups int) sd.UNetConfig {
 	return c
 }
 
-// LatentSize is the side of the latents (ImageSize / 8).
-func (c ModelConfig) LatentSize() int { return c.ImageSize / 8 }
+// LatentSize is the side of the latents (ImageSize over the codec's patch
+// or the VAE's factor).
+func (c ModelConfig) LatentSize() int {
+	if c.Codec > 0 {
+		return c.ImageSize / c.Codec
+	}
+	return c.ImageSize >> (len(c.VAE.BlockOutChannels) - 1)
+}
 
 // initValues returns PyTorch's default initialisation for one parameter
 // of an SD model, by key and shape: norm weights 1 and biases 0, token
@@ -170,7 +196,13 @@ func NewModel(e *gpu.Engine, c ModelConfig, seed uint64) (*Model, error) {
 		m.Release()
 		return nil, err
 	}
-	if m.VAE, err = sd.NewVAE(NewTrainable(e, sd.VAESchema(c.VAE), seed+2)); err != nil {
+	if c.Codec > 0 {
+		// The scale is set from world images before diffusion training.
+		m.VAE, err = sd.NewPixelCodec(e, c.VAE.InChannels, c.Codec, 1)
+	} else {
+		m.VAE, err = sd.NewVAE(NewTrainable(e, sd.VAESchema(c.VAE), seed+2))
+	}
+	if err != nil {
 		m.Release()
 		return nil, err
 	}
@@ -196,7 +228,7 @@ func FromPipeline(p *sd.Pipeline, c ModelConfig) (*Model, error) {
 		}
 	}
 	c.Text, c.UNet = p.Text.Cfg, p.UNet.Cfg
-	c.VAE = p.VAE.Cfg
+	c.VAE, c.Codec = p.VAE.Cfg, p.VAE.Patch
 	return &Model{Cfg: c, Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Scaling: p.ScalingFactor}, nil
 }
 
@@ -242,7 +274,7 @@ func (m *Model) Save(dir string) error {
 		},
 		"text_encoder/config.json": textConfigJSON(m.Cfg.Text),
 		"unet/config.json":         unetConfigJSON(m.Cfg.UNet, m.Cfg.LatentSize()),
-		"vae/config.json":          vaeConfigJSON(m.Cfg.VAE, m.Cfg.ImageSize, m.Scaling),
+		"vae/config.json":          vaeConfigJSON(m.Cfg, m.Scaling),
 		"scheduler/scheduler_config.json": map[string]any{
 			"_class_name": "DDIMScheduler", "_diffusers_version": "0.24.0", "beta_start": 0.00085, "beta_end": 0.012,
 			"beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon", "clip_sample": false,
@@ -279,6 +311,9 @@ func (m *Model) Save(dir string) error {
 		{"unet/diffusion_pytorch_model.safetensors", m.UNet.W},
 		{"vae/diffusion_pytorch_model.safetensors", m.VAE.W},
 	} {
+		if p.w == m.VAE.W && m.VAE.Patch > 0 {
+			continue // a pixel codec has no weights
+		}
 		ts, err := readWeights(p.w)
 		if err != nil {
 			return err
@@ -327,7 +362,14 @@ func unetConfigJSON(c sd.UNetConfig, sample int) map[string]any {
 	}
 }
 
-func vaeConfigJSON(c sd.VAEConfig, size int, scaling float32) map[string]any {
+func vaeConfigJSON(mc ModelConfig, scaling float32) map[string]any {
+	c, size := mc.VAE, mc.ImageSize
+	if mc.Codec > 0 {
+		return map[string]any{
+			"_class_name": sd.PixelCodecClass, "patch_size": mc.Codec, "in_channels": c.InChannels,
+			"latent_channels": c.InChannels * mc.Codec * mc.Codec, "sample_size": size, "scaling_factor": scaling,
+		}
+	}
 	var down, up []string
 	for range c.BlockOutChannels {
 		down = append(down, "DownEncoderBlock2D")

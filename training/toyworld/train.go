@@ -147,7 +147,9 @@ func Train(ctx context.Context, e *gpu.Engine, o TrainOptions) (*TrainResult, er
 	t := &trainer{e: e, m: m, o: o, st: st, start: start}
 	res := &TrainResult{}
 	var err error
-	if t.st.Stage == "vae" {
+	if t.st.Stage == "vae" && m.VAE.Patch > 0 {
+		err = t.codecScale()
+	} else if t.st.Stage == "vae" {
 		err = t.vaeStage(ctx)
 	}
 	if err == nil && t.st.Stage == "base" {
@@ -378,6 +380,26 @@ func (t *trainer) vaeStage(ctx context.Context) error {
 		}
 	}
 	return save(true)
+}
+
+// codecScale sets a pixel codec's latent scale to one over the standard
+// deviation of world pixels (a fixed set of images), so that latents have
+// unit variance, and moves on to the diffusion stage.
+func (t *trainer) codecScale() error {
+	size := t.o.Config.ImageSize
+	const n = 64
+	b := MakeBatch(0x6e6f726d, 0, n, size, 0)
+	var sum, sq float64
+	for _, v := range b.Images {
+		sum += float64(v)
+		sq += float64(v) * float64(v)
+	}
+	mu := sum / float64(len(b.Images))
+	std := math.Sqrt(math.Max(1e-12, sq/float64(len(b.Images))-mu*mu))
+	k := float32(1 / std)
+	t.m.VAE.Scale, t.m.Scaling = k, k
+	t.st.LatentScale, t.st.Stage = float64(k), "base"
+	return nil
 }
 
 // normalizeLatents rescales the VAE so that its posterior means have

@@ -15,13 +15,20 @@ import (
 	"github.com/instructbooth/instructbooth/model/sd"
 )
 
-// tinyConfig is the smallest model of the same structure, for tests.
-func tinyConfig() ModelConfig {
+// tinyConfig is the smallest model of the same structure, for tests: with
+// the default pixel codec, or with kl an AutoencoderKL on 64x64 images.
+func tinyConfig(kl bool) ModelConfig {
 	c := DefaultModelConfig()
 	c.Text = clip.TextConfig{HiddenSize: 32, Heads: 2, Layers: 2, Intermediate: 64, HiddenAct: "quick_gelu",
 		LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: VocabSize()}
+	lc := c.VAE.LatentChannels
+	if kl {
+		c.VAE, c.Codec, c.ImageSize = VAEConfig64(), 0, 64
+		c.VAE.BlockOutChannels = []int{32, 32, 32, 32}
+		lc = 4
+	}
 	c.UNet = unetConfig([]int{32, 32}, 1, 32, 2, 32)
-	c.VAE.BlockOutChannels = []int{32, 32, 32, 32}
+	c.UNet.InChannels, c.UNet.OutChannels = lc, lc
 	return c
 }
 
@@ -57,13 +64,20 @@ func heldOutLoss(t *testing.T, e *gpu.Engine, m *Model) float64 {
 
 // TestTrain_shortRunSavesALoadableModel: a few steps of both stages lower
 // the held-out diffusion loss, write a diffusers folder that sd.Load loads
-// and generate.Generate samples a 64x64 image from, and a second call
-// resumes where the first stopped.
+// and generate.Generate samples an image of the model's size from, and a
+// second call resumes where the first stopped; with the pixel codec and
+// with an AutoencoderKL.
 func TestTrain_shortRunSavesALoadableModel(t *testing.T) {
+	for _, kl := range []bool{false, true} {
+		t.Run(map[bool]string{false: "codec", true: "kl"}[kl], func(t *testing.T) { testShortRun(t, kl) })
+	}
+}
+
+func testShortRun(t *testing.T, kl bool) {
 	e := testenv.Engine(t)
 	out := t.TempDir()
 	o := DefaultTrainOptions(out)
-	o.Config = tinyConfig()
+	o.Config = tinyConfig(kl)
 	o.VAESteps, o.VAEBatch, o.Steps, o.Batch = 1, 1, 6, 2
 	o.LR = 2e-3
 	o.ProgressEvery = 2
@@ -84,7 +98,11 @@ func TestTrain_shortRunSavesALoadableModel(t *testing.T) {
 	for _, l := range lines {
 		t.Log(l)
 	}
-	if !res.Done || res.Step != 6 || res.VAEStep != 1 || len(lines) != 4 {
+	wantVAE, wantLines := 1, 4
+	if !kl {
+		wantVAE, wantLines = 0, 3 // no VAE stage
+	}
+	if !res.Done || res.Step != 6 || res.VAEStep != wantVAE || len(lines) != wantLines {
 		t.Fatalf("result %+v after %d progress lines, want both stages done", res, len(lines))
 	}
 	p, err := sd.Load(e, out, sd.LoadOptions{})
@@ -100,13 +118,17 @@ func TestTrain_shortRunSavesALoadableModel(t *testing.T) {
 	if !(after < before) {
 		t.Errorf("training did not lower the held-out loss: %.4f -> %.4f", before, after)
 	}
+	size := o.Config.ImageSize
+	if m.VAE.Patch != o.Config.Codec || m.Scaling != float32(res.LatentScale) && !kl {
+		t.Errorf("loaded codec patch %d scale %g, want %d and %g", m.VAE.Patch, m.Scaling, o.Config.Codec, res.LatentScale)
+	}
 	img, err := generate.Generate(context.Background(), m.Components("toy"), generate.Params{
-		Prompt: "a red ball on the grass", Steps: 2, Guidance: 3, Width: 64, Height: 64, Sampler: "ddim"}, nil)
+		Prompt: "a red ball on the grass", Steps: 2, Guidance: 3, Width: size, Height: size, Sampler: "ddim"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := img.Images[0].RGB.Bounds(); b.Dx() != 64 || b.Dy() != 64 {
-		t.Errorf("generated image %v, want 64x64", b)
+	if b := img.Images[0].RGB.Bounds(); b.Dx() != size || b.Dy() != size {
+		t.Errorf("generated image %v, want %dx%d", b, size, size)
 	}
 	m.Release()
 
@@ -135,7 +157,7 @@ func TestTrain_timeLimit(t *testing.T) {
 	e := testenv.Engine(t)
 	out := t.TempDir()
 	o := DefaultTrainOptions(out)
-	o.Config = tinyConfig()
+	o.Config = tinyConfig(true)
 	o.TimeLimit = time.Millisecond
 	res, err := Train(context.Background(), e, o)
 	if err != nil {
