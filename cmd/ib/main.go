@@ -21,6 +21,9 @@
 //	ib toyworld sample|train|eval|score [flags]
 //	    the built-in toy world: render scenes, train the toy base model,
 //	    evaluate a model, score an image against a prompt.
+//	ib demo [--out DIR] [--quick] [--base DIR] [--seed S]
+//	    the whole method on the toy world: DreamBooth, DDPO and the
+//	    evaluation of base, DreamBooth-only and InstructBooth models.
 //	ib align --model PATH [--lora PERSONALIZED_LORA[:W]] --class NOUN
 //	    [--identifier TOKEN] [--activities FILE] --reward SPEC [--epochs N]
 //	    [--samples-per-epoch 16] [--batch 8] [--micro-batch 4] [--steps 50]
@@ -45,6 +48,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/instructbooth/instructbooth/training/reward"
+	"github.com/instructbooth/instructbooth/training/toyworld/demo"
 	"io"
 	"os"
 	"time"
@@ -66,6 +71,7 @@ commands:
   evaluate    score runs (base, base+LoRA) on a prompt set with CLIP-T, PickScore, ...:
               ib evaluate --model PATH [--lora FILE]... --class NOUN --metrics NAME:PATH,... --out DIR
   toyworld    the built-in toy world: ib toyworld sample|train|eval|score [flags]
+  demo        the whole method on the toy world (DreamBooth, DDPO, evaluation): ib demo [--out DIR] [--quick]
   align       DDPO alignment of a (personalised) model to a reward, writing a LoRA:
               ib align --model PATH [--lora FILE[:W]] --class NOUN --identifier TOKEN
                        --reward SPEC --out FILE [flags]
@@ -95,6 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, args := args[0], args[1:]
+	demo.Register(reward.Default) // --reward toyworld, --metrics toyworld-align,toyworld-fidelity
 	var err error
 	switch cmd {
 	case "selfcheck":
@@ -109,6 +116,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = personalizeCmd(args, stdout, stderr)
 	case "toyworld":
 		err = toyworldCmd(args, stdout, stderr)
+	case "demo":
+		err = demoCmd(args, stdout, stderr)
 	case "align":
 		err = alignCmd(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":

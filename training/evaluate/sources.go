@@ -47,6 +47,10 @@ type registered struct {
 	doc  string
 }
 
+// builtin lists the metrics that need no model file: their spec is the
+// bare name.
+var builtin = map[string]bool{}
+
 var (
 	regMu    sync.Mutex
 	registry = map[string]registered{
@@ -86,6 +90,17 @@ func RegisterMetric(name string, kind Kind, doc string, o Opener) {
 	regMu.Lock()
 	defer regMu.Unlock()
 	registry[name] = registered{open: o, kind: kind, doc: doc}
+	delete(builtin, name)
+}
+
+// RegisterBuiltinMetric adds (or replaces) a metric that needs no model
+// file (e.g. the toy world's scores): ParseMetrics takes it by its bare
+// name, and open gets no path.
+func RegisterBuiltinMetric(name string, kind Kind, doc string, open func(env *Env) (Metric, func(), error)) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	registry[name] = registered{open: func(env *Env, _ string) (Metric, func(), error) { return open(env) }, kind: kind, doc: doc}
+	builtin[name] = true
 }
 
 // MetricNames lists the registered metrics with their descriptions.
@@ -113,7 +128,8 @@ func openCLIP(wrap func(*clip.Model, *clip.Tokenizer) Metric) Opener {
 	}
 }
 
-// ParseMetrics turns "name:PATH,name:PATH" into metric sources, checking
+// ParseMetrics turns "name:PATH,name:PATH" (a builtin metric by its bare
+// name) into metric sources, checking
 // every name and path now (before any image is drawn); the models load
 // when scoring opens them, with env as it is then. subject reports
 // whether any of them needs reference images.
@@ -127,19 +143,24 @@ func ParseMetrics(spec string, env *Env) (sources []MetricSource, subject bool, 
 			continue
 		}
 		name, path, ok := strings.Cut(item, ":")
-		if !ok || path == "" {
-			return nil, false, fmt.Errorf("metric %q: want NAME:PATH", item)
-		}
 		reg, known := registry[name]
 		if !known {
 			return nil, false, fmt.Errorf("metric %q is not available in this build (available: %s)", name, strings.Join(sortedKeys(registry), ", "))
+		}
+		switch {
+		case builtin[name] && ok:
+			return nil, false, fmt.Errorf("metric %q: %s needs no model path; give the bare name", item, name)
+		case !builtin[name] && (!ok || path == ""):
+			return nil, false, fmt.Errorf("metric %q: want NAME:PATH", item)
 		}
 		if seen[name] {
 			return nil, false, fmt.Errorf("metric %q given twice", name)
 		}
 		seen[name] = true
-		if _, err := os.Stat(path); err != nil {
-			return nil, false, fmt.Errorf("metric %s: %w", name, err)
+		if !builtin[name] {
+			if _, err := os.Stat(path); err != nil {
+				return nil, false, fmt.Errorf("metric %s: %w", name, err)
+			}
 		}
 		subject = subject || reg.kind == SubjectMetric
 		open, p := reg.open, path

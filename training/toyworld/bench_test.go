@@ -1,6 +1,7 @@
 package toyworld
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"testing"
@@ -17,49 +18,39 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// benchUNets are the U-Net sizes measured for the choice of
-// DefaultModelConfig (all on 8x8x4 latents, cross-attention width 64).
-var benchUNets = map[string]sd.UNetConfig{
-	"c32-64":  unetConfig([]int{32, 64}, 1, 64, 4, 32),
-	"c64-64":  unetConfig([]int{64, 64}, 1, 64, 4, 32),
-	"c64-128": unetConfig([]int{64, 128}, 1, 64, 4, 32),
-}
-
-func wave(n int, f float64) []float32 {
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = float32(math.Sin(f * float64(i)))
-	}
-	return v
-}
-
-// BenchmarkUNet measures, per U-Net size, the seconds of one guided
-// sampling step (forward at batch 2, what DDPO sampling and generation
-// cost per step), and of one training step at batch 2 (forward, backward
-// through every weight, AdamW), what DreamBooth with prior preservation
-// costs per step and DDPO per trajectory step pair.
-//
-// Sizes are named by block_out_channels; all have one resnet per level
-// and attention at both levels.
+// BenchmarkUNet measures DefaultModelConfig's U-Net (on 8x8x48 latents,
+// cross-attention width 64): the seconds of one guided sampling step
+// (forward at batch 2, what generation costs per step, and at batch 32, a
+// DDPO sampling batch of 16 prompts) and of one training step (forward,
+// backward through every weight, AdamW) at batch 2 (DreamBooth with prior
+// preservation) and 32 (base-model training).
 //
 //	go test ./training/toyworld -run '^$' -bench UNet -benchtime 2x
 func BenchmarkUNet(b *testing.B) {
 	e := testenv.Engine(b)
-	for _, name := range []string{"c32-64", "c64-64", "c64-128"} {
-		cfg := benchUNets[name]
-		w := NewTrainable(e, sd.UNetSchema(cfg), 1)
-		u, err := sd.NewUNet(w, cfg)
-		if err != nil {
-			b.Fatal(err)
+	cfg := DefaultModelConfig().UNet
+	w := NewTrainable(e, sd.UNetSchema(cfg), 1)
+	defer w.Release()
+	u, err := sd.NewUNet(w, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := w.Params()
+	b.Logf("%d parameters", count(params))
+	opt := e.NewAdamW(params, 1e-4)
+	defer opt.Release()
+	lc := cfg.InChannels
+	for _, n := range []int{2, 32} {
+		x, ctx := wave(n*lc*8*8, 0.37), wave(n*77*64, 0.11)
+		ts := make([]float32, n)
+		for i := range ts {
+			ts[i] = float32(30 * i)
 		}
-		params := w.Params()
-		opt := e.NewAdamW(params, 1e-4)
-		x, ctx := wave(2*4*8*8, 0.37), wave(2*77*64, 0.11)
 		forward := func() {
 			e.NoGrad(func() {
 				s := e.Scope()
 				defer s.Close()
-				out := u.Forward(e.FromSlice(x, 2, 4, 8, 8), e.FromSlice([]float32{500, 500}, 2), e.FromSlice(ctx, 2, 77, 64))
+				out := u.Forward(e.FromSlice(x, n, lc, 8, 8), e.FromSlice(ts, n), e.FromSlice(ctx, n, 77, 64))
 				if _, err := out.Read(); err != nil {
 					b.Fatal(err)
 				}
@@ -67,8 +58,8 @@ func BenchmarkUNet(b *testing.B) {
 		}
 		train := func() {
 			s := e.Scope()
-			out := u.Forward(e.FromSlice(x, 2, 4, 8, 8), e.FromSlice([]float32{500, 300}, 2), e.FromSlice(ctx, 2, 77, 64))
-			loss := e.MSELoss(out, e.FromSlice(x, 2, 4, 8, 8))
+			out := u.Forward(e.FromSlice(x, n, lc, 8, 8), e.FromSlice(ts, n), e.FromSlice(ctx, n, 77, 64))
+			loss := e.MSELoss(out, e.FromSlice(x, n, lc, 8, 8))
 			if err := e.Backward(loss); err != nil {
 				b.Fatal(err)
 			}
@@ -83,7 +74,7 @@ func BenchmarkUNet(b *testing.B) {
 			what string
 			f    func()
 		}{{"sample", forward}, {"train", train}} {
-			b.Run(name+"/"+c.what, func(b *testing.B) {
+			b.Run(fmt.Sprintf("%s/batch%d", c.what, n), func(b *testing.B) {
 				c.f() // pipelines compile
 				b.ResetTimer()
 				start := time.Now()
@@ -93,10 +84,15 @@ func BenchmarkUNet(b *testing.B) {
 				b.ReportMetric(time.Since(start).Seconds()/float64(b.N), "s/step")
 			})
 		}
-		b.Logf("%s: %d parameters", name, count(params))
-		opt.Release()
-		w.Release()
 	}
+}
+
+func wave(n int, f float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(math.Sin(f * float64(i)))
+	}
+	return v
 }
 
 func count(ts []*gpu.Tensor) int {
@@ -107,13 +103,17 @@ func count(ts []*gpu.Tensor) int {
 	return n
 }
 
-// BenchmarkVAE measures one decode and one encode of a 64x64 image and a
-// text-encoder forward at batch 2 for DefaultModelConfig.
+// BenchmarkVAE measures one decode and one encode of a 64x64 image by the
+// AutoencoderKL of VAEConfig64 (the --vae kl option), and a text-encoder
+// forward at batch 2.
 //
 //	go test ./training/toyworld -run '^$' -bench 'VAE' -benchtime 3x
 func BenchmarkVAE(b *testing.B) {
 	e := testenv.Engine(b)
-	m, err := NewModel(e, DefaultModelConfig(), 1)
+	c := DefaultModelConfig()
+	c.VAE, c.Codec, c.ImageSize = VAEConfig64(), 0, 64
+	c = c.WithShape(c.UNet.BlockOutChannels, 4)
+	m, err := NewModel(e, c, 1)
 	if err != nil {
 		b.Fatal(err)
 	}

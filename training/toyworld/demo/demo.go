@@ -1,0 +1,427 @@
+// Package demo runs InstructBooth's whole method on the toy world, end to
+// end, on any machine: DreamBooth personalisation of the world's novel
+// subject (with prior preservation), DDPO alignment of the personalised
+// model with the toy alignment reward on activity prompts, and an
+// evaluation of the base, DreamBooth-only and InstructBooth models on
+// held-out prompts with the toy text-fidelity and subject-fidelity
+// scores. It uses the same packages as real Stable Diffusion runs
+// (training/dreambooth, training/ddpo, training/evaluate); only the model
+// and the scores are the toy world's.
+//
+// Every stage writes its result into the output folder and is skipped
+// when that result is already there, and the DreamBooth and DDPO stages
+// checkpoint as they go, so an interrupted demo resumes where it stopped.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/model/generate"
+	"github.com/instructbooth/instructbooth/model/lora"
+	"github.com/instructbooth/instructbooth/model/sd"
+	"github.com/instructbooth/instructbooth/training"
+	"github.com/instructbooth/instructbooth/training/data"
+	"github.com/instructbooth/instructbooth/training/ddpo"
+	"github.com/instructbooth/instructbooth/training/dreambooth"
+	"github.com/instructbooth/instructbooth/training/evaluate"
+	"github.com/instructbooth/instructbooth/training/toyworld"
+)
+
+// Options configure Run. DefaultOptions and QuickOptions fill them.
+type Options struct {
+	Out  string // output folder (results, models, work files)
+	Base string // the toy base model's diffusers folder
+	Seed uint64
+
+	Photos int // DreamBooth input photos of the subject
+
+	// DreamBooth (full U-Net fine-tuning with prior preservation).
+	DBSteps     int
+	DBLR        float32
+	ClassImages int
+	ClassSteps  int
+
+	// DDPO on "a sks star <activity>" and "a star <activity>".
+	Activities                    []string
+	Epochs, Samples, Batch, Steps int
+	LR                            float32
+	Guidance                      float32
+	TimestepFraction, ClipRange   float64
+	Rank                          int
+
+	// Evaluation on held-out prompts ("a {} <activity>").
+	HeldOut    []string
+	EvalImages int // per prompt and model
+	EvalSteps  int
+
+	// Log receives progress lines.
+	Log func(string)
+}
+
+// TrainActivities are the DDPO training activities: each of the world's
+// contexts alone.
+var TrainActivities = []string{
+	"on the grass", "floating on the water", "at night", "in the desert",
+	"wearing a hat", "with popcorn in it", "jumping", "lying down", "playing with a ball",
+}
+
+// HeldOutActivities are the evaluation activities: pairs of contexts that
+// no training prompt combines.
+var HeldOutActivities = []string{
+	"wearing a hat on the grass", "jumping at night", "lying down in the desert",
+	"with popcorn in it floating on the water", "playing with a ball on the grass", "wearing a hat at night",
+	"jumping in the desert", "lying down floating on the water",
+}
+
+// DefaultOptions are the demo's settings (README figures): about ten
+// minutes on two CPU cores through lavapipe.
+func DefaultOptions(out, base string) Options {
+	return Options{
+		Out: out, Base: base, Seed: 1, Photos: 5,
+		DBSteps: 200, DBLR: 2e-4, ClassImages: 24, ClassSteps: 20,
+		Activities: TrainActivities, Epochs: 8, Samples: 32, Batch: 16, Steps: 10,
+		LR: 1e-3, Guidance: 5, TimestepFraction: 0.5, ClipRange: 0.2, Rank: 4,
+		HeldOut: HeldOutActivities, EvalImages: 2, EvalSteps: 20,
+	}
+}
+
+// QuickOptions run every stage with a few steps (tests, smoke runs).
+func QuickOptions(out, base string) Options {
+	o := DefaultOptions(out, base)
+	o.Photos, o.DBSteps, o.ClassImages, o.ClassSteps = 3, 4, 2, 4
+	o.Epochs, o.Samples, o.Batch, o.Steps = 1, 4, 4, 4
+	o.HeldOut, o.EvalImages, o.EvalSteps = o.HeldOut[:2], 1, 4
+	return o
+}
+
+// Run names of the evaluation.
+const (
+	RunBase          = "base"
+	RunDreamBooth    = "dreambooth"
+	RunInstructBooth = "instructbooth"
+)
+
+// Folder and file names under Options.Out.
+const (
+	DirSubject      = "subject"          // the DreamBooth input photos
+	DirDreamBooth   = "dreambooth-model" // base model with the personalised U-Net
+	FileAlignLoRA   = "instructbooth-lora.safetensors"
+	DirWork         = "work" // checkpoints and class images
+	DirResults      = "results"
+	FileClassPrompt = "a star"
+)
+
+// Result is what Run measured.
+type Result struct {
+	Report *evaluate.Report
+	Files  []string // the results written
+	// Rewards are the DDPO epochs' mean rewards.
+	Rewards []float64
+	Elapsed time.Duration
+}
+
+func (o Options) logf(format string, args ...any) {
+	if o.Log != nil {
+		o.Log(fmt.Sprintf(format, args...))
+	}
+}
+
+// Run runs (or resumes) the demo on e.
+func Run(ctx context.Context, e *gpu.Engine, o Options) (*Result, error) {
+	start := time.Now()
+	if o.Out == "" || o.Base == "" {
+		return nil, fmt.Errorf("demo: an output folder and a base model are needed")
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, err
+	}
+	subj := toyworld.TheSubject()
+	photos, err := writePhotos(filepath.Join(o.Out, DirSubject), subj, o.Seed, o.Photos)
+	if err != nil {
+		return nil, err
+	}
+	o.logf("subject: %d photos of %q in %s", len(photos), subj.InstancePrompt(), filepath.Join(o.Out, DirSubject))
+	dbDir := filepath.Join(o.Out, DirDreamBooth)
+	if err := personalize(ctx, e, o, dbDir); err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	loraPath := filepath.Join(o.Out, FileAlignLoRA)
+	if res.Rewards, err = align(ctx, e, o, dbDir, loraPath); err != nil {
+		return nil, err
+	}
+	if res.Report, res.Files, err = evaluateRuns(ctx, e, o, dbDir, loraPath, photos); err != nil {
+		return nil, err
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// writePhotos renders the subject's photos into dir (once) and returns
+// them.
+func writePhotos(dir string, s toyworld.Subject, seed uint64, n int) ([]image.Image, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var out []image.Image
+	for i, sc := range s.Photos(seed, n) {
+		img, err := toyworld.Render(sc, toyworld.Grid)
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, fmt.Sprintf("photo-%d.png", i+1))
+		if _, err := os.Stat(p); err != nil {
+			if err := generate.WritePNG(p, img, nil); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, img)
+	}
+	return out, nil
+}
+
+// personalize runs DreamBooth (full U-Net, prior preservation) unless
+// dbDir holds its result, which it writes as a complete model folder: the
+// base model's files with the trained U-Net.
+func personalize(ctx context.Context, e *gpu.Engine, o Options, dbDir string) error {
+	if _, err := os.Stat(filepath.Join(dbDir, "unet", "diffusion_pytorch_model.safetensors")); err == nil {
+		o.logf("dreambooth: done before (%s)", dbDir)
+		return nil
+	}
+	pl, err := sd.Load(e, o.Base, sd.LoadOptions{})
+	if err != nil {
+		return fmt.Errorf("demo: base model: %w", err)
+	}
+	defer pl.Release()
+	res := pl.VAE.Factor() << (len(pl.UNet.Cfg.BlockOutChannels) - 1)
+	res = max(res, toyworld.Grid)
+	set, skipped, err := data.LoadFolder(filepath.Join(o.Out, DirSubject), res)
+	if err != nil {
+		return err
+	}
+	if len(skipped) > 0 {
+		return fmt.Errorf("demo: unreadable subject photo %s", skipped[0])
+	}
+	hash, err := dreambooth.BaseModelHash(pl.Source)
+	if err != nil {
+		return err
+	}
+	cfg := dreambooth.Config{
+		Mode: dreambooth.ModeFull, Identifier: toyworld.TheSubject().Token(), ClassNoun: "star",
+		LR: o.DBLR, Steps: o.DBSteps, Resolution: res, Seed: o.Seed,
+		ClassImages: o.ClassImages, ClassSteps: o.ClassSteps, CheckpointEvery: max(1, o.DBSteps/4),
+		NoGradientCheckpointing: true, MemoryBudget: 1 << 30,
+	}
+	var last time.Time
+	status := func(what string) func(training.Status) {
+		return func(s training.Status) {
+			if time.Since(last) >= 2*time.Second || s.Step == s.Total {
+				o.logf("%s: %s", what, s)
+				last = time.Now()
+			}
+		}
+	}
+	job := dreambooth.Job{
+		Config: cfg, Pipeline: pl, ModelName: "toyworld", BaseModelHash: hash, Subject: set,
+		WorkDir: filepath.Join(o.Out, DirWork, "dreambooth"), ClassCache: filepath.Join(o.Out, DirWork, "class-images"),
+		Progress: status("dreambooth"), ClassProgress: status("class images"),
+		Log: func(s string) { o.logf("dreambooth: %s", s) },
+	}
+	o.logf("dreambooth: %d steps on %q with %d class images of %q, lr %g", cfg.Steps, cfg.InstancePrompt(), cfg.ClassImages, cfg.ClassPrompt(), cfg.LR)
+	if _, err := dreambooth.Train(ctx, job); err != nil {
+		return err
+	}
+	tmp := dbDir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := copyModel(o.Base, tmp); err != nil {
+		return err
+	}
+	meta := map[string]string{"instructbooth.stage": "dreambooth", "instructbooth.prompt": cfg.InstancePrompt()}
+	if err := sd.SaveUNet(filepath.Join(tmp, "unet"), pl.UNet, false, meta); err != nil {
+		return err
+	}
+	os.RemoveAll(dbDir)
+	if err := os.Rename(tmp, dbDir); err != nil {
+		return err
+	}
+	o.logf("dreambooth: model written to %s", dbDir)
+	return nil
+}
+
+// copyModel copies a diffusers folder's files (not its train/ folder).
+func copyModel(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			if rel == "train" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(filepath.Join(dst, rel))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
+
+// align runs DDPO on the personalised model unless loraPath exists, and
+// returns the epochs' mean rewards.
+func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string) ([]float64, error) {
+	if _, err := os.Stat(loraPath); err == nil {
+		o.logf("ddpo: done before (%s)", loraPath)
+		return nil, nil
+	}
+	pl, err := sd.Load(e, dbDir, sd.LoadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("demo: personalised model: %w", err)
+	}
+	defer pl.Release()
+	id := toyworld.TheSubject().Token()
+	prompts, err := ddpo.Prompts(id, "star", o.Activities)
+	if err != nil {
+		return nil, err
+	}
+	size := max(toyworld.Grid, pl.VAE.Factor()<<(len(pl.UNet.Cfg.BlockOutChannels)-1))
+	cfg := ddpo.Config{
+		Model: dbDir, Prompts: prompts, Epochs: o.Epochs, SamplesPerEpoch: o.Samples, BatchSize: o.Batch,
+		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction,
+		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
+		StatBuffer: 32, StatMinCount: 8, NoGradCheckpointing: true,
+		WorkDir: filepath.Join(o.Out, DirWork, "ddpo"),
+	}
+	comps := generate.Components{Tokenizer: pl.Tokenizer, Text: pl.Text, UNet: pl.UNet, VAE: pl.VAE, Schedule: pl.Schedule, Name: "toyworld-dreambooth"}
+	tr, err := ddpo.New(comps, AlignReward{}, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Release()
+	if tr.ResumedFrom != "" {
+		o.logf("ddpo: resuming from %s (%d of %d epochs done)", tr.ResumedFrom, tr.Epoch(), cfg.Epochs)
+	}
+	o.logf("ddpo: %d epochs of %d samples over %d prompts, %d DDIM steps, LoRA rank %d, lr %g, reward %s",
+		cfg.Epochs, cfg.SamplesPerEpoch, len(prompts), cfg.Steps, cfg.Rank, cfg.LR, RewardName)
+	var last time.Time
+	err = tr.Run(ctx, func(p ddpo.Progress) {
+		if p.Phase == ddpo.PhaseEpoch {
+			s := p.Stats
+			o.logf("ddpo: epoch %d/%d  reward %.3f ± %.3f  approx KL %.2g  clipped %.2f", s.Epoch, cfg.Epochs, s.RewardMean, s.RewardStd, s.ApproxKL, s.ClipFrac)
+			return
+		}
+		if time.Since(last) >= 2*time.Second {
+			o.logf("ddpo: epoch %d %s: %s", p.Epoch, p.Phase, p.Status)
+			last = time.Now()
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	var rewards []float64
+	for _, s := range tr.History() {
+		rewards = append(rewards, s.RewardMean)
+	}
+	meta := lora.Meta{Identifier: id, ClassNoun: "star", Description: "DDPO alignment of the toy world's personalised model for the toy alignment reward"}.Map()
+	if err := tr.Save(loraPath, lora.Kohya, meta); err != nil {
+		return nil, err
+	}
+	o.logf("ddpo: LoRA written to %s", loraPath)
+	return rewards, nil
+}
+
+// evaluateRuns draws EvalImages images per held-out prompt from each of
+// the three models with the same seeds, scores them, and writes the
+// report into Out/results.
+func evaluateRuns(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string, refs []image.Image) (*evaluate.Report, []string, error) {
+	var prompts []evaluate.Prompt
+	for _, a := range o.HeldOut {
+		prompts = append(prompts, evaluate.Prompt{Template: "a {} " + a, Category: "activity"})
+	}
+	var samples []evaluate.Sample
+	resDir := filepath.Join(o.Out, DirResults)
+	var last time.Time
+	progress := func(p evaluate.Progress) {
+		if time.Since(last) >= 2*time.Second || p.Done == p.Total {
+			o.logf("evaluate: %s", p)
+			last = time.Now()
+		}
+	}
+	for _, run := range []struct{ name, model string }{{RunBase, o.Base}, {RunDreamBooth, dbDir}, {RunInstructBooth, dbDir}} {
+		pl, err := sd.Load(e, run.model, sd.LoadOptions{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("demo: %s model: %w", run.name, err)
+		}
+		r := evaluate.Run{Name: run.name}
+		if run.name == RunInstructBooth {
+			r.Setup = func() (func(), error) {
+				t := lora.Targets{UNet: pl.UNet.W}
+				l, err := lora.Load(loraPath, t)
+				if err != nil {
+					return nil, err
+				}
+				set := lora.Set{UNet: l.UNet}
+				set.Attach(t)
+				return func() { lora.Detach(t); l.Release() }, nil
+			}
+		}
+		size := max(toyworld.Grid, pl.VAE.Factor()<<(len(pl.UNet.Cfg.BlockOutChannels)-1))
+		s, err := evaluate.GenerateImages(ctx, evaluate.GenerateConfig{
+			Components: generate.Components{Tokenizer: pl.Tokenizer, Text: pl.Text, UNet: pl.UNet, VAE: pl.VAE, Schedule: pl.Schedule, Name: "toyworld"},
+			Runs:       []evaluate.Run{r}, Prompts: prompts, Identifier: toyworld.TheSubject().Token(), Class: "star",
+			ImagesPerPrompt: o.EvalImages, OutDir: resDir,
+			Params: generate.Params{Steps: o.EvalSteps, Guidance: o.Guidance, Seed: o.Seed * 1000, Width: size, Height: size, Sampler: "ddim"},
+		}, progress)
+		pl.Release()
+		if err != nil {
+			return nil, nil, err
+		}
+		samples = append(samples, s...)
+	}
+	report, err := evaluate.Score(ctx, samples, refs, []evaluate.MetricSource{
+		evaluate.Static(AlignScorer{}), evaluate.Static(FidelityScorer{}),
+	}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	files, err := report.WriteFiles(resDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return report, files, nil
+}
+
+// Summary is the demo's table as text: one line per model with the mean
+// (and standard error) of both scores.
+func Summary(r *evaluate.Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-14s %-22s %-22s\n", "model", "text fidelity", "subject fidelity")
+	for _, run := range r.Runs {
+		a, f := r.Summary(run, AlignMetric), r.Summary(run, FidelityMetric)
+		fmt.Fprintf(&b, "%-14s %.3f ± %.3f          %.3f ± %.3f\n", run, a.Mean, a.StdErr, f.Mean, f.StdErr)
+	}
+	return b.String()
+}
+
+// ErrNoBase reports a missing base model.
+var ErrNoBase = errors.New("demo: no toy base model")
