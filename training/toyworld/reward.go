@@ -143,8 +143,8 @@ func AlignParsed(a *Analysis, pr Prompt) Alignment {
 	if pr.Action != AnyAction {
 		out.Parts["action"] = a.ActionProb(pr.Action)
 	}
-	for _, v := range out.Parts {
-		out.Score += v
+	for _, k := range out.Names() { // a fixed order: the same sum every time
+		out.Score += out.Parts[k]
 	}
 	if len(out.Parts) > 0 {
 		out.Score /= float64(len(out.Parts))
