@@ -65,6 +65,33 @@ type Options struct {
 
 	// Log receives progress lines.
 	Log func(string)
+	// Progress, when set, receives every stage's progress (for progress
+	// bars): Stage is StageClassImages, StageDreamBooth, StageSampling,
+	// StageTraining or StageEvaluate.
+	Progress func(Progress)
+}
+
+// Progress is one report of a stage's advance.
+type Progress struct {
+	Stage       string
+	Step, Total int                // within the stage (DDPO: within the epoch's phase)
+	Epoch       int                // DDPO stages: 1-based epoch
+	Metrics     map[string]float64 // e.g. "loss" (DreamBooth), "reward" (DDPO, at an epoch's end)
+}
+
+// Stages of Progress.
+const (
+	StageClassImages = "class images"
+	StageDreamBooth  = "dreambooth"
+	StageSampling    = "ddpo sampling"
+	StageTraining    = "ddpo training"
+	StageEvaluate    = "evaluate"
+)
+
+func (o Options) progress(p Progress) {
+	if o.Progress != nil {
+		o.Progress(p)
+	}
 }
 
 // TrainActivities are the DDPO training activities: each of the world's
@@ -222,8 +249,9 @@ func personalize(ctx context.Context, e *gpu.Engine, o Options, dbDir string) er
 		NoGradientCheckpointing: true, MemoryBudget: 1 << 30,
 	}
 	var last time.Time
-	status := func(what string) func(training.Status) {
+	status := func(what, stage string) func(training.Status) {
 		return func(s training.Status) {
+			o.progress(Progress{Stage: stage, Step: s.Step, Total: s.Total, Metrics: s.Metrics})
 			if time.Since(last) >= 2*time.Second || s.Step == s.Total {
 				o.logf("%s: %s", what, s)
 				last = time.Now()
@@ -233,7 +261,7 @@ func personalize(ctx context.Context, e *gpu.Engine, o Options, dbDir string) er
 	job := dreambooth.Job{
 		Config: cfg, Pipeline: pl, ModelName: "toyworld", BaseModelHash: hash, Subject: set,
 		WorkDir: filepath.Join(o.Out, DirWork, "dreambooth"), ClassCache: filepath.Join(o.Out, DirWork, "class-images"),
-		Progress: status("dreambooth"), ClassProgress: status("class images"),
+		Progress: status("dreambooth", StageDreamBooth), ClassProgress: status("class images", StageClassImages),
 		Log: func(s string) { o.logf("dreambooth: %s", s) },
 	}
 	o.logf("dreambooth: %d steps on %q with %d class images of %q, lr %g", cfg.Steps, cfg.InstancePrompt(), cfg.ClassImages, cfg.ClassPrompt(), cfg.LR)
@@ -327,9 +355,15 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 	err = tr.Run(ctx, func(p ddpo.Progress) {
 		if p.Phase == ddpo.PhaseEpoch {
 			s := p.Stats
+			o.progress(Progress{Stage: StageTraining, Step: 1, Total: 1, Epoch: s.Epoch, Metrics: map[string]float64{"reward": s.RewardMean}})
 			o.logf("ddpo: epoch %d/%d  reward %.3f ± %.3f  approx KL %.2g  clipped %.2f", s.Epoch, cfg.Epochs, s.RewardMean, s.RewardStd, s.ApproxKL, s.ClipFrac)
 			return
 		}
+		stage := StageSampling
+		if p.Phase == ddpo.PhaseTraining {
+			stage = StageTraining
+		}
+		o.progress(Progress{Stage: stage, Step: p.Step, Total: p.Total, Epoch: p.Epoch})
 		if time.Since(last) >= 2*time.Second {
 			o.logf("ddpo: epoch %d %s: %s", p.Epoch, p.Phase, p.Status)
 			last = time.Now()
@@ -362,6 +396,7 @@ func evaluateRuns(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath
 	resDir := filepath.Join(o.Out, DirResults)
 	var last time.Time
 	progress := func(p evaluate.Progress) {
+		o.progress(Progress{Stage: StageEvaluate, Step: p.Done, Total: p.Total})
 		if time.Since(last) >= 2*time.Second || p.Done == p.Total {
 			o.logf("evaluate: %s", p)
 			last = time.Now()
