@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Trains the toy world's base model (training/toyworld: SD 1.x's text
-# encoder, U-Net and VAE with small widths) from scratch and copies the
-# finished diffusers folder to DEST. Meant for a GPU machine, where it fits
-# in about five minutes: the run stops cleanly at --time-limit (default
-# 4m30s: 30% VAE, 70% text encoder + U-Net), saves, and then generates 40
-# images for world captions and prints their prompt-alignment score.
+# encoder and U-Net with small widths over a fixed 4x4 pixel codec) from
+# scratch and copies the finished diffusers folder to DEST (by default the
+# built-in model, training/toyworld/base). The run stops cleanly at
+# TIME_LIMIT, saves, then generates 40 images for world captions and prints
+# their prompt-alignment score. training/toyworld/base/TRAINING.md records
+# the command and the time of the committed model.
 #
 # Usage: scripts/train-toyworld.sh [DEST] [ib toyworld train flags...]
 #   DEST            where the model goes (default training/toyworld/base)
 #   IB=path         use a prebuilt ib binary instead of building one
 #   RUN=dir         the working folder (checkpoints, optimizer state,
 #                   eval.png); an interrupted run resumes from it
-#   TIME_LIMIT=4m30s
-# Example: scripts/train-toyworld.sh training/toyworld/base --batch 128
+#   TIME_LIMIT=85m
+# Example: scripts/train-toyworld.sh training/toyworld/base --batch 32 --lr 1e-3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
@@ -24,12 +25,13 @@ if [ -z "${IB:-}" ]; then
   IB=/tmp/ib-toyworld
   go build -o "$IB" ./cmd/ib
 fi
-"$IB" toyworld train --out "$RUN" --time-limit "${TIME_LIMIT:-4m30s}" "$@"
+"$IB" toyworld train --out "$RUN" --time-limit "${TIME_LIMIT:-85m}" "$@"
 mkdir -p "$DEST"
 for part in model_index.json scheduler tokenizer text_encoder unet vae; do
   rm -rf "${DEST:?}/$part"
   cp -r "$RUN/$part" "$DEST/"
 done
-cp "$RUN"/train/state.json "$RUN"/train/eval.txt "$RUN"/train/eval.png "$DEST/" 2>/dev/null || true
+mkdir -p "$DEST/train"
+cp "$RUN"/train/state.json "$RUN"/train/eval.txt "$RUN"/train/eval.png "$DEST/train/" 2>/dev/null || true
 du -sh "$DEST"
 echo "model: $DEST"

@@ -58,22 +58,25 @@
 // The model is SD 1.x's own code with small configurations
 // (DefaultModelConfig): a CLIPTextModel (width 64, 2 layers, 4 heads, over
 // a 160-token BPE vocabulary holding every caption word as one token plus
-// the identifiers "sks", "zwx", "qrv"), a UNet2DConditionModel (32/64
-// channels, one resnet per level, cross-attention at both levels, 1.08M
-// parameters) on 8x8x4 latents, and an AutoencoderKL (32/32/64/64
-// channels, factor 8 like SD's) on 64x64 images. Model.Save writes a
-// diffusers folder that sd.Load reads and generate.Generate samples from
-// at Width = Height = 64. Train trains the VAE (MSE + KL), rescales it so
-// that SD's 0.18215 brings its latents to unit variance, then trains the
-// text encoder and U-Net with SD's epsilon-prediction loss; it reports
-// progress, stops cleanly at a time limit, checkpoints and resumes.
+// the identifiers "sks", "zwx", "qrv") and a UNet2DConditionModel (32/64
+// channels, one resnet per level, cross-attention at the 4x4 level and in
+// the mid block) on 8x8x48 latents. In place of the VAE the model has a
+// fixed pixel codec (sd.NewPixelCodec, the issue's "fixed invertible
+// transform"): each 4x4 patch of a 32x32 image becomes 48 latent
+// channels, scaled to unit variance over world images. Reconstructions
+// are exact and nothing has to be trained for them; the first toy models
+// used a trained AutoencoderKL (VAEConfig64, 64x64 images, factor 8), which
+// even on an H200 trained at only 2-4 steps/s and capped the images'
+// alignment (reconstruction PSNR 17.6-23.6 dB); it remains available as
+// "ib toyworld train --vae kl". Model.Save writes a diffusers folder that
+// sd.Load reads and generate.Generate samples from at Width = Height =
+// 32 like any SD 1.x checkpoint. Train trains the text encoder and U-Net
+// with SD's epsilon-prediction loss; it reports progress, stops cleanly at
+// a time limit, checkpoints and resumes.
 //
-// The U-Net size was chosen from BenchmarkUNet on lavapipe (2 cores, other
-// jobs running): one guided sampling step (batch 2) costs 0.17 s and one
-// training step (batch 2, forward, backward, AdamW) 0.65 s for the 32/64
-// U-Net, against about twice that for 64/128; a VAE decode of one 64x64
-// image 0.45 s, an encode 0.18 s, a text-encoder pass (batch 2) 0.03 s.
-//
-// Train the base model on a GPU with scripts/train-toyworld.sh (about five
-// minutes), or: ib toyworld train --out DIR --time-limit 4m30s.
+// The U-Net was sized by BenchmarkUNet on lavapipe (2 cores): attention at
+// the 8x8 level cost 30% of a training step, so it is left out there.
+// BuiltinModel extracts the committed model (training/toyworld/base,
+// embedded in the binaries) for the demo (training/toyworld/demo) and the
+// app; base/TRAINING.md gives the command that retrains it and its time.
 package toyworld
