@@ -23,6 +23,21 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	quick := fs.Bool("quick", false, "a few steps of every stage (checks the pipeline, shows no effect)")
 	seed := fs.Uint64("seed", 1, "random seed of every stage")
 	adapter := fs.String("adapter", "", "GPU adapter choice")
+	d := demo.DefaultOptions("", "")
+	dbSteps := fs.Int("db-steps", d.DBSteps, "DreamBooth steps")
+	dbLR := fs.Float64("db-lr", float64(d.DBLR), "DreamBooth learning rate")
+	classImages := fs.Int("class-images", d.ClassImages, "prior-preservation class images")
+	epochs := fs.Int("epochs", d.Epochs, "DDPO epochs")
+	samples := fs.Int("samples", d.Samples, "DDPO samples per epoch")
+	batch := fs.Int("batch", d.Batch, "DDPO batch size")
+	steps := fs.Int("steps", d.Steps, "DDPO DDIM steps")
+	lr := fs.Float64("lr", float64(d.LR), "DDPO learning rate")
+	accum := fs.Int("accum", d.AccumBatches, "DDPO batches per optimizer step (0: one step per inner epoch)")
+	inner := fs.Int("inner-epochs", d.InnerEpochs, "DDPO passes over each epoch's samples")
+	clip := fs.Float64("clip-range", d.ClipRange, "DDPO ratio clip range")
+	tfrac := fs.Float64("timestep-fraction", d.TimestepFraction, "DDPO share of each trajectory's steps trained")
+	evalImages := fs.Int("eval-images", d.EvalImages, "evaluation images per prompt and model")
+	evalSteps := fs.Int("eval-steps", d.EvalSteps, "evaluation DDIM steps")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +53,12 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 		o = demo.QuickOptions(*out, *base)
 	}
 	o.Seed = *seed
+	if !*quick {
+		o.DBSteps, o.DBLR, o.ClassImages = *dbSteps, float32(*dbLR), *classImages
+		o.Epochs, o.Samples, o.Batch, o.Steps, o.LR = *epochs, *samples, *batch, *steps, float32(*lr)
+		o.AccumBatches, o.InnerEpochs, o.ClipRange, o.TimestepFraction = *accum, *inner, *clip, *tfrac
+		o.EvalImages, o.EvalSteps = *evalImages, *evalSteps
+	}
 	start := time.Now()
 	o.Log = func(s string) {
 		fmt.Fprintf(stdout, "[%s] %s\n", time.Since(start).Round(time.Second), s)

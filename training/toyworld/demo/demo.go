@@ -57,6 +57,9 @@ type Options struct {
 	Guidance                      float32
 	TimestepFraction, ClipRange   float64
 	Rank                          int
+	// AccumBatches batches per AdamW step (0: one step per inner epoch);
+	// InnerEpochs passes over each epoch's samples.
+	AccumBatches, InnerEpochs int
 
 	// Evaluation on held-out prompts ("a {} <activity>").
 	HeldOut    []string
@@ -337,6 +340,7 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 		Model: dbDir, Prompts: prompts, Epochs: o.Epochs, SamplesPerEpoch: o.Samples, BatchSize: o.Batch,
 		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction,
 		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
+		AccumBatches: o.AccumBatches, InnerEpochs: o.InnerEpochs,
 		StatBuffer: 32, StatMinCount: 8, NoGradCheckpointing: true,
 		WorkDir: filepath.Join(o.Out, DirWork, "ddpo"),
 	}
