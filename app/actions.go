@@ -41,8 +41,12 @@ type PersonalizeConfig struct {
 
 // DefaultPersonalizeConfig has the DreamBooth paper's settings with the
 // usual LoRA variant (rank 4, lr 1e-4, 800 steps, prior preservation with
-// 200 class images, λ = 1).
+// 200 class images, λ = 1). The toy subject gets settings for the toy
+// model (200 steps, lr 1e-3, 24 class images).
 func DefaultPersonalizeConfig(s store.Subject) PersonalizeConfig {
+	if isToySubject(s) {
+		return toyPersonalizeConfig(s)
+	}
 	return PersonalizeConfig{
 		InstancePrompt: promptFor("a photo of {id} {class}", s), ClassPrompt: promptFor("a photo of {class}", s),
 		Rank: 4, Alpha: 4, LearningRate: 1e-4, Steps: 800, BatchSize: 1,
@@ -80,8 +84,12 @@ var defaultAlignPrompts = []string{
 
 // DefaultAlignConfig has DDPO's settings: 50 DDIM steps with eta 1,
 // guidance 7.5, 16 samples per epoch, lr 2e-5, clip range 1e-4,
-// advantages clipped at 5.
+// advantages clipped at 5. The toy subject gets the toy world demo's:
+// its training activities, the toyworld reward, 10 steps, guidance 5.
 func DefaultAlignConfig(s store.Subject) AlignConfig {
+	if isToySubject(s) {
+		return toyAlignConfig(s)
+	}
 	prompts := make([]string, len(defaultAlignPrompts))
 	for i, p := range defaultAlignPrompts {
 		prompts[i] = promptFor(p, s)
@@ -111,8 +119,12 @@ type EvaluateConfig struct {
 }
 
 // DefaultEvaluateConfig scores 4 images for each alignment prompt with
-// every metric.
+// every metric; the toy subject's uses the toy world's held-out prompts
+// and its two builtin metrics.
 func DefaultEvaluateConfig(s store.Subject) EvaluateConfig {
+	if isToySubject(s) {
+		return toyEvaluateConfig()
+	}
 	a := DefaultAlignConfig(s)
 	return EvaluateConfig{Metrics: []string{"clip_t", "image_reward", "pickscore", "dino"}, Prompts: a.Prompts,
 		ImagesPerPrompt: 4, Steps: 50, Guidance: 7.5}
@@ -169,10 +181,10 @@ func (u *UI) DefaultBaseModel() (store.BaseModel, bool) {
 }
 
 // StartRun submits a run of kind on the subject with cfg as its
-// configuration and the default base model; parent is the run it builds
-// on ("" none).
+// configuration and the subject's base model (the toy model for the toy
+// subject, else the default); parent is the run it builds on ("" none).
 func (u *UI) StartRun(kind store.RunKind, subjectID, parent string, cfg any) (store.Run, error) {
-	bm, ok := u.DefaultBaseModel()
+	bm, ok := u.baseModelFor(subjectID)
 	if !ok {
 		return store.Run{}, ErrNoBaseModel
 	}
@@ -193,6 +205,7 @@ func notAvailable(k store.RunKind) string {
 		store.KindPersonalize: "the DreamBooth trainer",
 		store.KindAlign:       "the DDPO alignment trainer",
 		store.KindEvaluate:    "the evaluation metrics",
+		store.KindDemo:        "the toy world demo",
 	}[k]
 	return fmt.Sprintf("%s is not available in this build yet: %s is not part of it. "+
 		"Generate works now; the other actions appear as their trainers are added.", kindTitle(k), what)
@@ -206,7 +219,7 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 		dialog.ShowInformation(kindTitle(kind), notAvailable(kind), u.Win)
 		return
 	}
-	if _, ok := u.DefaultBaseModel(); !ok {
+	if _, ok := u.baseModelFor(subjectID); !ok {
 		u.showNoBaseModel()
 		return
 	}
@@ -292,12 +305,12 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 			c := DefaultAlignConfig(s)
 			prompts = strings.Join(c.Prompts, "\n")
 			rewardSpec := c.Reward
-			if last := u.App.Preferences().String(PrefAlignReward); last != "" {
+			if last := u.App.Preferences().String(PrefAlignReward); last != "" && !isToySubject(s) {
 				rewardSpec = last
 			}
 			basic = []field{selectField("Start from", &model, choiceLabels(trained), ""),
 				textField("Prompts", &prompts, true, "one per line"), intField("Epochs", &c.Epochs, 1, 100000, ""),
-				textField("Reward", &rewardSpec, false, "imagereward:PATH (ImageReward.pt), clip:PATH, pickscore:PATH, jpeg or brightness")}
+				textField("Reward", &rewardSpec, false, "imagereward:PATH (ImageReward.pt), clip:PATH, pickscore:PATH, jpeg, brightness, or toyworld for the toy world model")}
 			advanced = []field{intField("Samples per epoch", &c.SamplesPerEpoch, 1, 4096, ""),
 				intField("Sampling steps", &c.SamplingSteps, 1, 1000, "DDIM"), floatField("Eta", &c.Eta, 0, 1, "DDIM eta; 1 gives the stochastic policy"),
 				floatField("Guidance", &c.Guidance, 0, 30, ""), floatField("Learning rate", &c.LearningRate, 0, 1, ""),
@@ -316,19 +329,21 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 				if err := checkRewardSpec(c.Reward); err != nil {
 					return err
 				}
-				u.App.Preferences().SetString(PrefAlignReward, c.Reward)
+				if !isToySubject(s) {
+					u.App.Preferences().SetString(PrefAlignReward, c.Reward)
+				}
 				return nil
 			}
 		} else {
 			c := DefaultEvaluateConfig(s)
 			prompts = strings.Join(c.Prompts, "\n")
 			metrics := strings.Join(c.Metrics, ", ")
-			if last := u.App.Preferences().String(PrefEvalMetrics); last != "" {
+			if last := u.App.Preferences().String(PrefEvalMetrics); last != "" && !isToySubject(s) {
 				metrics = last
 			}
 			basic = []field{selectField("Model", &model, choiceLabels(trained), ""),
 				textField("Prompts", &prompts, true, "one per line"), intField("Images per prompt", &c.ImagesPerPrompt, 1, 1000, "")}
-			advanced = []field{textField("Metrics", &metrics, false, "NAME:PATH, … with clip_t, image_reward, pickscore, dino, clip_i"),
+			advanced = []field{textField("Metrics", &metrics, false, "NAME:PATH, … with clip_t, image_reward, pickscore, dino, clip_i; toy_align, toy_fidelity without a path"),
 				intField("Steps", &c.Steps, 1, 1000, ""), floatField("Guidance", &c.Guidance, 0, 30, ""), uintField("Seed", &c.Seed, "")}
 			cfg = &c
 			check = func() error {
@@ -336,7 +351,9 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 				c.CheckpointID, parent = m.CheckpointID, m.RunID
 				c.Base, c.CheckpointIDs = true, ComparisonCheckpoints(u.DB, m.CheckpointID)
 				c.Prompts = splitLines(prompts)
-				u.App.Preferences().SetString(PrefEvalMetrics, metrics)
+				if !isToySubject(s) {
+					u.App.Preferences().SetString(PrefEvalMetrics, metrics)
+				}
 				c.Metrics = nil
 				for _, m := range strings.Split(metrics, ",") {
 					if m = strings.TrimSpace(m); m != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/instructbooth/instructbooth/store"
 	"github.com/instructbooth/instructbooth/training/ddpo"
 	"github.com/instructbooth/instructbooth/training/reward"
+	"github.com/instructbooth/instructbooth/training/toyworld/demo"
 )
 
 // runDDPODir is the DDPO trainer's work folder inside a run's folder.
@@ -27,6 +28,7 @@ const PrefAlignReward = "alignReward"
 // checkRewardSpec refuses a reward spec that cannot work: an unknown
 // reward, or a model reward without its model's path.
 func checkRewardSpec(spec string) error {
+	registerToyWorld()
 	name, path, _ := strings.Cut(spec, ":")
 	switch name {
 	case "imagereward", "clip", "pickscore":
@@ -43,7 +45,7 @@ func checkRewardSpec(spec string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unknown reward %q: use imagereward:PATH, clip:PATH, pickscore:PATH, %s", spec, strings.Join(reward.Names(), ", "))
+	return fmt.Errorf("unknown reward %q: use imagereward:PATH, clip:PATH, pickscore:PATH, %s (%s: for the toy world model)", spec, strings.Join(reward.Names(), ", "), demo.RewardName)
 }
 
 type alignJob struct {
@@ -55,8 +57,9 @@ type alignJob struct {
 // NewAlignJob is the Factory of align runs (Config: AlignConfig): DDPO
 // (training/ddpo) on the base model with the personalised LoRA of
 // CheckpointID fused in, rewarded by Reward. Reward is a reward spec:
-// "jpeg", "brightness", or a model reward with its path
-// ("imagereward:PATH", "clip:PATH", "pickscore:PATH").
+// "jpeg", "brightness", "toyworld" (the toy world's alignment score, for
+// the toy model), or a model reward with its path ("imagereward:PATH",
+// "clip:PATH", "pickscore:PATH").
 func NewAlignJob(env JobEnv) (Job, error) {
 	var cfg AlignConfig
 	if err := json.Unmarshal(env.Run.Config, &cfg); err != nil {
@@ -135,6 +138,7 @@ func (j *alignJob) Run(ctx context.Context, report func(Progress)) (err error) {
 	}
 
 	rewards := reward.NewRegistry()
+	demo.Register(rewards)
 	reward.RegisterModels(rewards, reward.ModelEnv{
 		Engine:    func() *gpu.Engine { return env.Engine },
 		Tokenizer: func() *clip.Tokenizer { return pl.Tokenizer },

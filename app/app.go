@@ -51,8 +51,14 @@ type Options struct {
 	// KeepEngine leaves the engine open at Close (tests share one engine).
 	KeepEngine bool
 	// ToyDemo, when set, opens the built-in toy world demo; Settings and
-	// the "no base model" messages then offer a button for it.
+	// the "no base model" messages then offer a button for it. When nil
+	// and a toy model is available (ToyModel), it adds the toy world to
+	// the library and opens its subject (OpenToyWorld).
 	ToyDemo func()
+	// ToyModel returns the folder of the toy world's base model (the "try
+	// it" subject's model); nil means the model built into this binary
+	// (BuiltinToyModel), when the build has one.
+	ToyModel func() (string, error)
 }
 
 // Preference keys (fyne.App.Preferences).
@@ -108,7 +114,14 @@ func New(a fyne.App, opts Options) *UI {
 	if opts.Registry == nil {
 		opts.Registry = DefaultRegistry()
 	}
+	if opts.ToyModel == nil {
+		opts.ToyModel = defaultToyModel()
+	}
 	u := &UI{App: a, DB: opts.DB, opts: opts, engReady: make(chan struct{}), lastUpdate: map[string]Update{}}
+	if u.opts.ToyDemo == nil && u.opts.ToyModel != nil {
+		u.opts.ToyDemo = u.OpenToyWorld
+	}
+	u.refreshToyModel()
 	u.Win = a.NewWindow("InstructBooth")
 	u.Win.SetIcon(fyne.NewStaticResource("icon.png", icons.AppPNG))
 	u.Runner = NewRunner(opts.DB, opts.Registry, u.engine, u.memoryBudget)

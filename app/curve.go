@@ -24,7 +24,7 @@ var curveColors = []color.NRGBA{
 }
 
 // Curve is a small line chart of a run's metric series (loss, reward, …),
-// drawn into a raster. Each series is scaled to its own range; the legend
+// drawn into a raster. Each series is scaled to its own ranges; the legend
 // gives each series' last value and range. Points may be added while it is
 // shown.
 type Curve struct {
@@ -133,8 +133,9 @@ func finiteRange(pts []store.Point) (lo, hi float64) {
 }
 
 // draw renders the series into a w x h image: a light frame, then each
-// series as a 2-pixel polyline over its own value range and the shared
-// step range. Non-finite values break the line.
+// series as a 2-pixel polyline over its own value range and its own step
+// range (a demo run's DreamBooth loss per step and DDPO reward per epoch
+// both span the width). Non-finite values break the line.
 func (c *Curve) draw(w, h int) image.Image {
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	if w < 4 || h < 4 {
@@ -150,24 +151,19 @@ func (c *Curve) draw(w, h int) image.Image {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s0, s1 := math.MaxInt, math.MinInt
-	for _, pts := range c.series {
-		if len(pts) > 0 {
-			s0, s1 = min(s0, pts[0].Step), max(s1, pts[len(pts)-1].Step)
-		}
-	}
-	if s0 > s1 {
-		return img
-	}
 	pad := 4.0
-	sx := func(step int) float64 {
-		if s1 == s0 {
-			return float64(w) / 2
-		}
-		return pad + float64(step-s0)/float64(s1-s0)*(float64(w)-2*pad)
-	}
 	for i, name := range c.names() {
 		pts := c.series[name]
+		if len(pts) == 0 {
+			continue
+		}
+		s0, s1 := pts[0].Step, pts[len(pts)-1].Step
+		sx := func(step int) float64 {
+			if s1 == s0 {
+				return float64(w) / 2
+			}
+			return pad + float64(step-s0)/float64(s1-s0)*(float64(w)-2*pad)
+		}
 		lo, hi := finiteRange(pts)
 		sy := func(v float64) float64 {
 			if hi == lo {

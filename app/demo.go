@@ -14,12 +14,27 @@ import (
 // SeedDemo fills a database that has no subjects with three demo subjects
 // whose photos are drawn here (a plush dog, a mug, a cat; simple shapes on
 // coloured backgrounds, five poses each), so that a first look or a
-// screenshot shows a populated library. It does nothing when the database
-// already has subjects.
-func SeedDemo(db *store.DB) error {
+// screenshot shows a populated library, and, when this build carries the
+// toy world's model, with the toy subject and its base model
+// (SeedToyWorld), which the app can train for real. It does nothing when
+// the database already has subjects.
+func SeedDemo(db *store.DB) error { return SeedDemoWith(db, defaultToyModel()) }
+
+// SeedDemoWith is SeedDemo with the toy model's folder from toyModel (nil:
+// no toy world).
+func SeedDemoWith(db *store.DB, toyModel func() (string, error)) error {
 	subs, err := db.Subjects()
 	if err != nil || len(subs) > 0 {
 		return err
+	}
+	if toyModel != nil {
+		dir, err := toyModel()
+		if err != nil {
+			return fmt.Errorf("toy world demo: %w", err)
+		}
+		if _, _, err := SeedToyWorld(db, dir); err != nil {
+			return err
+		}
 	}
 	demos := []struct {
 		name, class, desc string

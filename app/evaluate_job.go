@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/instructbooth/instructbooth/model/generate"
 	"github.com/instructbooth/instructbooth/model/lora"
@@ -18,6 +19,8 @@ import (
 	"github.com/instructbooth/instructbooth/store"
 	"github.com/instructbooth/instructbooth/training/data"
 	"github.com/instructbooth/instructbooth/training/evaluate"
+	"github.com/instructbooth/instructbooth/training/reward"
+	"github.com/instructbooth/instructbooth/training/toyworld/demo"
 )
 
 // PrefEvalMetrics remembers the Evaluate form's last metrics field (names
@@ -31,6 +34,22 @@ var metricNames = map[string]string{
 	"pickscore": "pickscore", "pick_score": "pickscore",
 	"dino":   "dino",
 	"clip_i": "clip-i", "clip-i": "clip-i",
+	// The toy world's scores (training/toyworld/demo), with no model file.
+	"toy_align": demo.AlignMetric, "toy-align": demo.AlignMetric, "toyworld_align": demo.AlignMetric, demo.AlignMetric: demo.AlignMetric,
+	"toy_fidelity": demo.FidelityMetric, "toy-fidelity": demo.FidelityMetric, "toyworld_fidelity": demo.FidelityMetric, demo.FidelityMetric: demo.FidelityMetric,
+}
+
+// builtinMetrics are the metrics that need no model file: the spec names
+// them bare.
+var builtinMetrics = map[string]bool{demo.AlignMetric: true, demo.FidelityMetric: true}
+
+var toyRegistered sync.Once
+
+// registerToyWorld makes the toy world's reward ("toyworld", in
+// reward.Default) and its builtin metrics available; every job and form
+// that takes a reward or metric spec calls it first.
+func registerToyWorld() {
+	toyRegistered.Do(func() { demo.Register(reward.Default) })
 }
 
 // canonicalMetric is training/evaluate's name of a metric (unknown names
@@ -45,7 +64,8 @@ func canonicalMetric(name string) string {
 
 // metricSpec turns the configuration's metrics ("clip_t" or
 // "clip_t:PATH") and MetricPaths into evaluate.ParseMetrics' spec
-// "clip-t:PATH,...". A metric without a model path is an error naming it.
+// "clip-t:PATH,...". A metric without a model path is an error naming it,
+// except the builtin ones (toy_align, toy_fidelity), which take none.
 func metricSpec(cfg EvaluateConfig) (string, error) {
 	paths := map[string]string{}
 	for k, v := range cfg.MetricPaths {
@@ -55,6 +75,13 @@ func metricSpec(cfg EvaluateConfig) (string, error) {
 	for _, m := range cfg.Metrics {
 		name, path, _ := strings.Cut(strings.TrimSpace(m), ":")
 		name = canonicalMetric(name)
+		if builtinMetrics[name] {
+			if strings.TrimSpace(path) != "" {
+				return "", fmt.Errorf("evaluate: %s needs no model file: write it without a path", name)
+			}
+			items = append(items, name)
+			continue
+		}
 		if path = strings.TrimSpace(path); path == "" {
 			path = paths[name]
 		}
@@ -66,7 +93,7 @@ func metricSpec(cfg EvaluateConfig) (string, error) {
 	}
 	if len(missing) > 0 {
 		return "", fmt.Errorf("evaluate: no model file for %s: write each metric as NAME:PATH in the Metrics field "+
-			"(clip_t and pickscore: a CLIPModel folder; image_reward: ImageReward.pt; dino: dino_vits16.pth)", strings.Join(missing, ", "))
+			"(clip_t and pickscore: a CLIPModel folder; image_reward: ImageReward.pt; dino: dino_vits16.pth; toy_align and toy_fidelity take none)", strings.Join(missing, ", "))
 	}
 	if len(items) == 0 {
 		return "", fmt.Errorf("evaluate: no metrics")
@@ -171,6 +198,7 @@ func NewEvaluateJob(env JobEnv) (Job, error) {
 	if len(cfg.Prompts) == 0 {
 		return nil, fmt.Errorf("evaluate: no prompts")
 	}
+	registerToyWorld()
 	if cfg.ImagesPerPrompt < 1 {
 		cfg.ImagesPerPrompt = 1
 	}
@@ -295,7 +323,7 @@ func (j *evaluateJob) Run(ctx context.Context, report func(Progress)) (err error
 				}
 				s := got[0]
 				s.Prompt, s.Index = pi, k
-				id, err := j.storeImage(s, ip, m, bm.ID, modelName)
+				id, err := storeSample(env, s, ip, bm.ID, m.CheckpointID, modelName+" "+m.Name)
 				if err != nil {
 					release()
 					return err
@@ -321,24 +349,9 @@ func (j *evaluateJob) Run(ctx context.Context, report func(Progress)) (err error
 	if err != nil {
 		return fmt.Errorf("evaluate: %w", err)
 	}
-	for i, id := range ids {
-		scores := map[string]float64{}
-		for _, name := range rep.Metrics {
-			scores[name] = rep.Scores[name][i]
-		}
-		if err := env.DB.SetGalleryScores(id, scores); err != nil {
-			return err
-		}
-	}
-	means := map[string]float64{}
-	for _, r := range rep.Runs {
-		var parts []string
-		for _, name := range rep.Metrics {
-			s := rep.Summary(r, name)
-			means[name+"/"+r] = s.Mean
-			parts = append(parts, fmt.Sprintf("%s %s", name, s))
-		}
-		log.Printf("%s: %s", r, strings.Join(parts, ", "))
+	means, err := recordScores(env.DB, rep, ids, log)
+	if err != nil {
+		return err
 	}
 	log.Printf("wrote %s", strings.Join(paths, ", "))
 	report(Progress{Step: total, Total: total, Metrics: means})
@@ -363,22 +376,51 @@ func (j *evaluateJob) attach(pl *sd.Pipeline, m evalModel) (func(), error) {
 	}, nil
 }
 
-// storeImage adds a sample to the gallery (without scores yet).
-func (j *evaluateJob) storeImage(s evaluate.Sample, p generate.Params, m evalModel, baseID, modelName string) (string, error) {
+// storeSample adds an evaluation sample to the gallery as an image of the
+// job's run and subject, drawn with p (its prompt and count are set here)
+// by the base model baseID with checkpointID ("" none); label names the
+// model in the PNG's parameters. The scores come later (recordScores).
+func storeSample(env JobEnv, s evaluate.Sample, p generate.Params, baseID, checkpointID, label string) (string, error) {
 	p.Prompt, p.Count = s.Text, 1
 	var buf bytes.Buffer
-	if err := generate.EncodePNG(&buf, s.Image, generate.Metadata(p, modelName+" "+m.Name)); err != nil {
+	if err := generate.EncodePNG(&buf, s.Image, generate.Metadata(p, label)); err != nil {
 		return "", err
 	}
 	g := store.GalleryImage{
-		RunID: j.env.Run.ID, SubjectID: j.env.Run.SubjectID, Prompt: s.Text, Seed: int64(s.Seed),
-		BaseModelID: baseID, CheckpointID: m.CheckpointID,
+		RunID: env.Run.ID, SubjectID: env.Run.SubjectID, Prompt: s.Text, Seed: int64(s.Seed),
+		BaseModelID: baseID, CheckpointID: checkpointID,
 		Sampler: store.Sampler{Name: p.Sampler, Steps: p.Steps, Guidance: float64(p.Guidance), Width: p.Width, Height: p.Height},
 	}
-	if err := j.env.DB.AddGalleryImage(&g, buf.Bytes()); err != nil {
+	if err := env.DB.AddGalleryImage(&g, buf.Bytes()); err != nil {
 		return "", err
 	}
 	return g.ID, nil
+}
+
+// recordScores writes every sample's scores onto its gallery image (ids[i]
+// is the image of rep.Samples[i]), logs each run's mean ± standard error
+// and returns the means as run metrics "<metric>/<run>".
+func recordScores(db *store.DB, rep *evaluate.Report, ids []string, log *runLog) (map[string]float64, error) {
+	for i, id := range ids {
+		scores := map[string]float64{}
+		for _, name := range rep.Metrics {
+			scores[name] = rep.Scores[name][i]
+		}
+		if err := db.SetGalleryScores(id, scores); err != nil {
+			return nil, err
+		}
+	}
+	means := map[string]float64{}
+	for _, r := range rep.Runs {
+		var parts []string
+		for _, name := range rep.Metrics {
+			s := rep.Summary(r, name)
+			means[name+"/"+r] = s.Mean
+			parts = append(parts, fmt.Sprintf("%s %s", name, s))
+		}
+		log.Printf("%s: %s", r, strings.Join(parts, ", "))
+	}
+	return means, nil
 }
 
 // galleryImage decodes a stored gallery PNG as the NRGBA image scorers

@@ -76,6 +76,7 @@ type Factory func(env JobEnv) (Job, error)
 //	reg[store.KindPersonalize] = NewPersonalizeJob // training/dreambooth
 //	reg[store.KindAlign] = ...                     // training/ddpo
 //	reg[store.KindEvaluate] = NewEvaluateJob       // training/evaluate
+//	reg[store.KindDemo] = NewDemoJob               // training/toyworld/demo
 type Registry map[store.RunKind]Factory
 
 // DefaultRegistry returns the jobs this package implements itself:

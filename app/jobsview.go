@@ -192,6 +192,9 @@ func (c *RunCard) show(rate float64, eta time.Duration) {
 		}
 	case store.StatusDone:
 		detail = fmt.Sprintf("Finished %d steps", pr.Total)
+		if r.Kind == store.KindDemo {
+			detail = "Finished"
+		}
 		if !pr.Started.IsZero() && pr.Updated.After(pr.Started) {
 			detail += " in " + fmtDuration(pr.Updated.Sub(pr.Started))
 		}
@@ -210,10 +213,10 @@ func (c *RunCard) show(rate float64, eta time.Duration) {
 	} else {
 		c.Resume.SetText("Resume")
 	}
-	showIf(c.Gallery, r.Kind == store.KindGenerate || r.Kind == store.KindEvaluate)
-	showIf(c.Results, r.Kind == store.KindEvaluate && r.Status == store.StatusDone)
+	showIf(c.Gallery, r.Kind == store.KindGenerate || r.Kind == store.KindEvaluate || r.Kind == store.KindDemo && r.Status == store.StatusDone)
+	showIf(c.Results, (r.Kind == store.KindEvaluate || r.Kind == store.KindDemo) && r.Status == store.StatusDone)
 	hasLog := false
-	if !active && r.Kind != store.KindGenerate {
+	if (!active || r.Kind == store.KindDemo) && r.Kind != store.KindGenerate { // a demo's log follows its stages as it runs
 		_, err := os.Stat(filepath.Join(RunDir(c.u.DB, r.ID), RunLogFile))
 		hasLog = err == nil
 	}
@@ -288,6 +291,8 @@ func runSubtitle(r store.Run) string {
 		if json.Unmarshal(r.Config, &cfg) == nil {
 			return fmt.Sprintf("%s · %d epochs × %d samples, reward %s", when, cfg.Epochs, cfg.SamplesPerEpoch, cfg.Reward)
 		}
+	case store.KindDemo:
+		return when + " · DreamBooth, DDPO with the toy reward, and an evaluation of the base, DreamBooth and InstructBooth models"
 	}
 	return when
 }

@@ -26,6 +26,9 @@ type LibraryView struct {
 	Search *widget.Entry
 	Grid   *widget.GridWrap
 	Empty  *widget.Label
+	// AddToy adds the toy world (its subject and model) to the library; it
+	// shows when a toy model is available and the library lacks either.
+	AddToy *widget.Button
 
 	subjects []store.Subject // all, by name
 	Shown    []store.Subject // those matching the search, in grid order
@@ -83,7 +86,9 @@ func newLibraryView(u *UI) *LibraryView {
 	newBtn := widget.NewButtonWithIcon("New subject", theme.ContentAddIcon(), v.newSubject)
 	importBtn := widget.NewButtonWithIcon("Import photos…", theme.FolderOpenIcon(), func() { v.pickFolder("") })
 	importBtn.Importance = widget.HighImportance
-	top := container.NewBorder(nil, nil, nil, container.NewHBox(importBtn, newBtn), v.Search)
+	v.AddToy = widget.NewButtonWithIcon("Add toy world demo", theme.MediaFastForwardIcon(), u.OpenToyWorld)
+	v.AddToy.Hide()
+	top := container.NewBorder(nil, nil, nil, container.NewHBox(v.AddToy, importBtn, newBtn), v.Search)
 	hint := widget.NewLabelWithStyle("Drop a folder of photos, or photo files, anywhere on this window to create a subject.",
 		fyne.TextAlignLeading, fyne.TextStyle{Italic: true})
 	v.root = container.NewBorder(
@@ -100,6 +105,7 @@ func (v *LibraryView) Refresh() {
 		return
 	}
 	v.subjects = subs
+	showIf(v.AddToy, v.u.toyModel() != nil && !v.u.toyInLibrary())
 	v.filter()
 }
 

@@ -129,9 +129,10 @@ func LoadCheckpointLoRA(db *store.DB, checkpointID string, pl *sd.Pipeline) (*lo
 	return lora.Read(f, Targets(pl))
 }
 
-// NativeSize is the image size a base model was trained at: 8 times the
-// U-Net's sample_size for a diffusers folder whose unet/config.json says
-// it, else 512 (SD 1.x).
+// NativeSize is the image size a base model was trained at: the U-Net's
+// sample_size times the VAE's factor for a diffusers folder whose
+// unet/config.json says it (the factor is the patch of a pixel codec, or
+// 2^(levels-1) of an AutoencoderKL: 8 for SD 1.x), else 512 (SD 1.x).
 func NativeSize(path string) int {
 	b, err := os.ReadFile(filepath.Join(path, "unet", "config.json"))
 	if err != nil {
@@ -143,5 +144,29 @@ func NativeSize(path string) int {
 	if json.Unmarshal(b, &cfg) != nil || cfg.SampleSize <= 0 {
 		return 512
 	}
-	return cfg.SampleSize * 8
+	return cfg.SampleSize * vaeFactor(path)
+}
+
+// vaeFactor is the image-to-latent ratio the folder's vae/config.json
+// declares: a pixel codec's patch_size, else 2^(len(block_out_channels)-1);
+// 8 when it says neither.
+func vaeFactor(path string) int {
+	b, err := os.ReadFile(filepath.Join(path, "vae", "config.json"))
+	if err != nil {
+		return 8
+	}
+	var cfg struct {
+		Class  string `json:"_class_name"`
+		Patch  int    `json:"patch_size"`
+		Blocks []int  `json:"block_out_channels"`
+	}
+	switch {
+	case json.Unmarshal(b, &cfg) != nil:
+		return 8
+	case cfg.Class == sd.PixelCodecClass && cfg.Patch > 0:
+		return cfg.Patch
+	case len(cfg.Blocks) > 0 && len(cfg.Blocks) <= 6:
+		return 1 << (len(cfg.Blocks) - 1)
+	}
+	return 8
 }

@@ -13,30 +13,73 @@ import (
 	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/instructbooth/instructbooth/store"
 	"github.com/instructbooth/instructbooth/training/evaluate"
+	"github.com/instructbooth/instructbooth/training/toyworld/demo"
 )
 
-// Results is what the results view of a finished evaluation shows: the
-// summary table of results.md (a header row, then one row per model with
-// "mean ± standard error" per metric) and chart.png.
+// Results is what the results view of a finished evaluation (or demo
+// run) shows: the summary table of results.md (a header row, then one row
+// per model with "mean ± standard error" per metric), chart.png and, for a
+// demo run, grid.png and notes from the run's metrics.
 type Results struct {
+	Title string
 	Dir   string
 	Table [][]string
 	Chart image.Image // nil when chart.png is missing
+	Grid  image.Image // demo runs: the evaluation's images; nil otherwise
+	Notes []string    // lines shown under the table
+}
+
+// toyMetricTitles are the toy world metrics' names in the results table.
+var toyMetricTitles = map[string]string{
+	demo.AlignMetric:    "text fidelity (" + demo.AlignMetric + ")",
+	demo.FidelityMetric: "subject fidelity (" + demo.FidelityMetric + ")",
 }
 
 // LoadResults reads the report files an Evaluate run wrote into its
-// RunDir.
+// RunDir, or a demo run into DemoDir's results folder.
 func (u *UI) LoadResults(runID string) (Results, error) {
-	dir := RunDir(u.DB, runID)
-	md, err := os.ReadFile(filepath.Join(dir, evaluate.FileMarkdown))
+	run, err := u.DB.Run(runID)
 	if err != nil {
-		return Results{}, fmt.Errorf("this evaluation has no results yet: %w", err)
+		return Results{}, err
 	}
-	r := Results{Dir: dir, Table: markdownTable(string(md))}
-	if b, err := os.ReadFile(filepath.Join(dir, evaluate.FileChart)); err == nil {
+	r := Results{Title: "Evaluation results", Dir: RunDir(u.DB, runID)}
+	if run.Kind == store.KindDemo {
+		r.Title, r.Dir = "Toy world demo: results", filepath.Join(DemoDir(u.DB, runID), demo.DirResults)
+	}
+	md, err := os.ReadFile(filepath.Join(r.Dir, evaluate.FileMarkdown))
+	if err != nil {
+		return Results{}, fmt.Errorf("this run has no results yet: %w", err)
+	}
+	r.Table = markdownTable(string(md))
+	if b, err := os.ReadFile(filepath.Join(r.Dir, evaluate.FileChart)); err == nil {
 		r.Chart, _ = decodeBytes(b)
 	}
+	if run.Kind != store.KindDemo {
+		return r, nil
+	}
+	if len(r.Table) > 0 {
+		for k, h := range r.Table[0] {
+			if t, ok := toyMetricTitles[h]; ok {
+				r.Table[0][k] = t
+			}
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(r.Dir, evaluate.FileGrid)); err == nil {
+		r.Grid, _ = decodeBytes(b)
+	}
+	if pts := run.Metrics["reward"]; len(pts) > 0 {
+		var vals []string
+		for _, p := range pts {
+			vals = append(vals, fmt.Sprintf("%.3f", p.Value))
+		}
+		r.Notes = append(r.Notes, "DDPO mean reward per epoch: "+strings.Join(vals, ", "))
+	}
+	r.Notes = append(r.Notes,
+		"Text fidelity: the share of the prompt's attributes (background, accessory, action) that the image shows. "+
+			"Subject fidelity: the cosine of the image's features with the subject's photos. "+
+			"InstructBooth should keep DreamBooth's subject fidelity while raising its text fidelity.")
 	return r, nil
 }
 
@@ -93,17 +136,30 @@ func (u *UI) ShowResults(runID string) {
 		}
 		content.Add(grid)
 	}
-	if r.Chart != nil {
-		img := canvas.NewImageFromImage(r.Chart)
+	for _, n := range r.Notes {
+		l := widget.NewLabel(n)
+		l.Wrapping = fyne.TextWrapWord
+		content.Add(l)
+	}
+	for i, pic := range []image.Image{r.Chart, r.Grid} {
+		if pic == nil {
+			continue
+		}
+		img := canvas.NewImageFromImage(pic)
 		img.FillMode = canvas.ImageFillContain
-		b := r.Chart.Bounds()
-		img.SetMinSize(fyne.NewSize(float32(min(b.Dx(), 640)), float32(min(b.Dx(), 640))*float32(b.Dy())/float32(max(b.Dx(), 1))))
+		b := pic.Bounds()
+		w := float32(min(b.Dx(), 640))
+		if i == 1 {
+			img.ScaleMode = canvas.ImageScalePixels // 32-pixel images: show them twice their size, sharp
+			w = float32(min(2*b.Dx(), 640))
+		}
+		img.SetMinSize(fyne.NewSize(w, w*float32(b.Dy())/float32(max(b.Dx(), 1))))
 		content.Add(img)
 	}
 	where := widget.NewLabel("Mean ± standard error over the images. Tables (Markdown, CSV), chart and image grid: " + r.Dir)
 	where.Wrapping = fyne.TextWrapWord
 	content.Add(where)
-	d := dialog.NewCustom("Evaluation results", "Close", container.NewVScroll(content), u.Win)
+	d := dialog.NewCustom(r.Title, "Close", container.NewVScroll(content), u.Win)
 	d.Resize(fyne.NewSize(720, 640))
 	d.Show()
 }

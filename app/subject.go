@@ -35,6 +35,10 @@ type SubjectPage struct {
 	Images      *fyne.Container
 
 	Personalize, Align, Generate, Evaluate *widget.Button
+	// TryIt starts a demo run (the whole method) on the toy subject; its
+	// card shows on the toy subject's page only.
+	TryIt   *widget.Button
+	tryCard *widget.Card
 
 	runs   *fyne.Container
 	cards  map[string]*RunCard
@@ -94,9 +98,16 @@ func newSubjectPage(u *UI) *SubjectPage {
 	actions := widget.NewCard("Actions", "", container.NewVBox(steps,
 		container.NewGridWithColumns(3, p.Personalize, p.Align, p.Generate, p.Evaluate, gallery, compare)))
 
+	p.TryIt = widget.NewButtonWithIcon("Try the whole method", theme.MediaFastForwardIcon(), p.confirmDemo)
+	p.TryIt.Importance = widget.HighImportance
+	tryText := widget.NewLabel(demoExplanation)
+	tryText.Wrapping = fyne.TextWrapWord
+	p.tryCard = widget.NewCard("Toy world demo", "", container.NewVBox(tryText, container.NewHBox(p.TryIt)))
+	p.tryCard.Hide()
+
 	p.runs = container.NewVBox()
 	runs := widget.NewCard("Runs", "", p.runs)
-	split := container.NewHSplit(container.NewVScroll(container.NewVBox(details, actions)),
+	split := container.NewHSplit(container.NewVScroll(container.NewVBox(details, p.tryCard, actions)),
 		container.NewVScroll(container.NewVBox(images, runs)))
 	split.Offset = 0.5
 	p.root = container.NewBorder(header, nil, nil, nil, split)
@@ -122,7 +133,26 @@ func (p *SubjectPage) Load(id string) error {
 	p.Saved.SetText("")
 	p.refreshImages()
 	p.refreshRuns()
+	showIf(p.tryCard, isToySubject(s) && p.u.Runner.Available(store.KindDemo))
 	return nil
+}
+
+// confirmDemo explains the demo run and starts it.
+func (p *SubjectPage) confirmDemo() {
+	msg := widget.NewLabel(demoExplanation + "\n\nProgress, curves and the log are on the run's card; when it is done, " +
+		"Results shows the three models' scores and Images the evaluation's pictures.")
+	msg.Wrapping = fyne.TextWrapWord
+	dialog.NewCustomConfirm("Try the whole method", "Start", "Cancel", fixedWidth(560, msg), func(ok bool) {
+		if !ok {
+			return
+		}
+		if _, err := p.u.StartDemo(); err != nil {
+			p.u.showError(err)
+			return
+		}
+		p.refreshRuns()
+		p.u.Jobs.Refresh()
+	}, p.u.Win).Show()
 }
 
 func (p *SubjectPage) edited() {

@@ -29,6 +29,8 @@ func kindTitle(k store.RunKind) string {
 		return "Generate"
 	case store.KindEvaluate:
 		return "Evaluate"
+	case store.KindDemo:
+		return "Whole method (toy world)"
 	}
 	return string(k)
 }

@@ -20,12 +20,13 @@ const (
 	KindAlign       RunKind = "align"       // RL alignment of a personalized model
 	KindGenerate    RunKind = "generate"    // sampling images into the gallery
 	KindEvaluate    RunKind = "evaluate"    // scoring gallery images
+	KindDemo        RunKind = "demo"        // the whole method on the built-in toy world
 )
 
 // Valid reports whether k is one of the kinds above.
 func (k RunKind) Valid() bool {
 	switch k {
-	case KindPersonalize, KindAlign, KindGenerate, KindEvaluate:
+	case KindPersonalize, KindAlign, KindGenerate, KindEvaluate, KindDemo:
 		return true
 	}
 	return false

@@ -60,6 +60,7 @@ func main() {
 	reg[store.KindPersonalize] = app.NewPersonalizeJob // training/dreambooth
 	reg[store.KindAlign] = app.NewAlignJob             // training/ddpo
 	reg[store.KindEvaluate] = app.NewEvaluateJob       // training/evaluate
+	reg[store.KindDemo] = app.NewDemoJob               // training/toyworld/demo
 
 	u := app.New(a, app.Options{
 		DB: db,
