@@ -1,6 +1,9 @@
 package gpu
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+)
 
 // Scaled dot-product attention, flash style (online softmax, O(L*D)
 // memory). Forward: shaders/attention_fwd.wgsl (saves the per-row
@@ -58,6 +61,42 @@ func (e *Engine) attnConfig(d int, kind attnKind) attnCfg {
 	return c
 }
 
+// AttentionKernelEnv selects the attention forward kernel: "direct" (the
+// register-blocked kernel for CPU adapters, shaders/attention_fwd_direct.wgsl,
+// the default there) or "flash" (shaders/attention_fwd.wgsl, the default on
+// GPUs and for head dims that are not a multiple of 4, which the direct
+// kernel cannot read as vec4).
+const AttentionKernelEnv = "INSTRUCTBOOTH_ATTENTION"
+
+// attnDirectRows is the number of query rows one workgroup of the direct
+// forward kernel covers (8 invocations of 16 rows).
+const attnDirectRows = 128
+
+// attnDirect reports whether the forward at head dim d runs the direct
+// kernel.
+//
+// The direct kernel exists because on lavapipe every load from storage or
+// workgroup memory costs a loop over the SIMD lanes, and the flash kernel
+// reads 2*D/4 vec4s per key for 4*TR*D flops (TR <= 3 query rows per
+// invocation, bounded by private memory). The direct kernel gives each
+// invocation a 16-row x 16-key block of scores in registers and keeps the
+// unnormalised output in o (read, rescaled and written back once per key
+// block), so its accesses per flop do not depend on D: about 80 vec4 per
+// 4096 flops per vec4 of the head dim, against 20 per 480 for the flash
+// kernel at D = 40. Measured with cmd/bench -op attn on the 2-core machine
+// under load (1x8x1024x1024x40): flash 0.47x the matmul rate, direct
+// see the commit log.
+func (e *Engine) attnDirect(d int) bool {
+	direct := e.Info.Type == "cpu"
+	switch os.Getenv(AttentionKernelEnv) {
+	case "direct":
+		direct = true
+	case "flash":
+		direct = false
+	}
+	return direct && d%4 == 0
+}
+
 type attnKind int
 
 const (
@@ -92,14 +131,23 @@ func (e *Engine) Attention(q, k, v *Tensor, scale float32, causal bool) *Tensor 
 	}
 	BH := B * H
 	lse := e.alloc(B, H, Lq) // [B, H, Lq]
+	direct := e.attnDirect(D)
 	cfg := e.attnConfig(D, attnFwd)
 	kf := Kernel{File: "attention_fwd.wgsl", Entry: "main", Consts: cfg.consts()}
 	rows := 64 * cfg.tr
+	ps := func(h0 int) Params { return Params{Lq, Lk, scale, causal, h0} }
+	vec := func(b Binding) Binding { return b }
+	if direct {
+		kf = Kernel{File: "attention_fwd_direct.wgsl", Entry: "main"}
+		rows = attnDirectRows
+		ps = func(h0 int) Params { return Params{Lq, Lk, scale, causal, h0, D / 4} }
+		vec = bindVec4
+	}
 	maxSlices := int(e.Limits.MaxComputeWorkgroupsPerDimension)
 	e.rowChunks(BH, []int{Lq * D, Lk * D}, maxSlices, func(h0, nh int) {
-		wq := func(t *Tensor) Binding { return t.window(h0*Lq*D, nh*Lq*D) }
-		wk := func(t *Tensor) Binding { return t.window(h0*Lk*D, nh*Lk*D) }
-		e.Dispatch(kf, Params{Lq, Lk, scale, causal, h0}, [3]uint32{uint32((Lq + rows - 1) / rows), uint32(nh), 1},
+		wq := func(t *Tensor) Binding { return vec(t.window(h0*Lq*D, nh*Lq*D)) }
+		wk := func(t *Tensor) Binding { return vec(t.window(h0*Lk*D, nh*Lk*D)) }
+		e.Dispatch(kf, ps(h0), [3]uint32{uint32((Lq + rows - 1) / rows), uint32(nh), 1},
 			wq(q), wk(k), wk(v), wq(out), lse.bind())
 	})
 	e.record(out, []*Tensor{q, k, v, lse}, func(g *Tensor) {
