@@ -6,8 +6,10 @@ import (
 )
 
 // Scaled dot-product attention, flash style (online softmax, O(L*D)
-// memory). Forward: shaders/attention_fwd.wgsl (saves the per-row
-// logsumexp); backward: shaders/attention_bwd_delta.wgsl (D_i =
+// memory). Forward: shaders/attention_fwd_direct.wgsl on CPU adapters
+// (register-blocked, see attnDirect) or shaders/attention_fwd.wgsl on GPUs
+// and for head dims not a multiple of 4; both save the per-row logsumexp.
+// Backward: shaders/attention_bwd_delta.wgsl (D_i =
 // rowsum(dO * O)), attention_bwd_dq.wgsl (one workgroup per query block)
 // and attention_bwd_dkdv.wgsl (one workgroup per key block), so no two
 // workgroups write the same gradient element and no atomics are needed.
@@ -69,23 +71,23 @@ func (e *Engine) attnConfig(d int, kind attnKind) attnCfg {
 const AttentionKernelEnv = "INSTRUCTBOOTH_ATTENTION"
 
 // attnDirectRows is the number of query rows one workgroup of the direct
-// forward kernel covers (8 invocations of 16 rows).
-const attnDirectRows = 128
+// forward kernel covers (8 invocations of 32 rows).
+const attnDirectRows = 256
 
 // attnDirect reports whether the forward at head dim d runs the direct
 // kernel.
 //
 // The direct kernel exists because on lavapipe every load from storage or
-// workgroup memory costs a loop over the SIMD lanes, and the flash kernel
+// workgroup memory is a loop over the SIMD lanes, and the flash kernel
 // reads 2*D/4 vec4s per key for 4*TR*D flops (TR <= 3 query rows per
-// invocation, bounded by private memory). The direct kernel gives each
-// invocation a 16-row x 16-key block of scores in registers and keeps the
-// unnormalised output in o (read, rescaled and written back once per key
-// block), so its accesses per flop do not depend on D: about 80 vec4 per
-// 4096 flops per vec4 of the head dim, against 20 per 480 for the flash
-// kernel at D = 40. Measured with cmd/bench -op attn on the 2-core machine
-// under load (1x8x1024x1024x40): flash 0.47x the matmul rate, direct
-// see the commit log.
+// invocation, bounded by private memory): 20 vec4 per 480 flops at D = 40.
+// The direct kernel gives each invocation a 32-row x 32-key block of scores
+// in registers and keeps the unnormalised output in o (read, rescaled and
+// written back once per key block): 160 vec4 per 16384 flops per vec4 of
+// the head dim, whatever D. With cmd/bench -op attn-self on the 2-core
+// machine (1x8x1024x1024x40, another training job running): flash 0.47x
+// the engine's matmul rate, direct about 1.0x (see the shader's header
+// for the block sizes tried).
 func (e *Engine) attnDirect(d int) bool {
 	direct := e.Info.Type == "cpu"
 	switch os.Getenv(AttentionKernelEnv) {
