@@ -70,9 +70,9 @@ func (e *Engine) attnConfig(d int, kind attnKind) attnCfg {
 // kernel cannot read as vec4).
 const AttentionKernelEnv = "INSTRUCTBOOTH_ATTENTION"
 
-// attnDirectRows is the number of query rows one workgroup of the direct
-// forward kernel covers (8 invocations of 32 rows).
-const attnDirectRows = 256
+// attnDirectRows is the number of query rows one invocation of the direct
+// forward kernel owns.
+const attnDirectRows = 32
 
 // attnDirect reports whether the forward at head dim d runs the direct
 // kernel.
@@ -133,25 +133,27 @@ func (e *Engine) Attention(q, k, v *Tensor, scale float32, causal bool) *Tensor 
 	}
 	BH := B * H
 	lse := e.alloc(B, H, Lq) // [B, H, Lq]
-	direct := e.attnDirect(D)
-	cfg := e.attnConfig(D, attnFwd)
-	kf := Kernel{File: "attention_fwd.wgsl", Entry: "main", Consts: cfg.consts()}
-	rows := 64 * cfg.tr
-	ps := func(h0 int) Params { return Params{Lq, Lk, scale, causal, h0} }
-	vec := func(b Binding) Binding { return b }
-	if direct {
-		kf = Kernel{File: "attention_fwd_direct.wgsl", Entry: "main"}
-		rows = attnDirectRows
-		ps = func(h0 int) Params { return Params{Lq, Lk, scale, causal, h0, D / 4} }
-		vec = bindVec4
-	}
 	maxSlices := int(e.Limits.MaxComputeWorkgroupsPerDimension)
-	e.rowChunks(BH, []int{Lq * D, Lk * D}, maxSlices, func(h0, nh int) {
-		wq := func(t *Tensor) Binding { return vec(t.window(h0*Lq*D, nh*Lq*D)) }
-		wk := func(t *Tensor) Binding { return vec(t.window(h0*Lk*D, nh*Lk*D)) }
-		e.Dispatch(kf, ps(h0), [3]uint32{uint32((Lq + rows - 1) / rows), uint32(nh), 1},
-			wq(q), wk(k), wk(v), wq(out), lse.bind())
-	})
+	if e.attnDirect(D) {
+		kf := Kernel{File: "attention_fwd_direct.wgsl", Entry: "main"}
+		blocks := (Lq + attnDirectRows - 1) / attnDirectRows // row blocks per slice
+		e.rowChunks(BH, []int{Lq * D, Lk * D}, 0, func(h0, nh int) {
+			wq := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lq*D, nh*Lq*D)) }
+			wk := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lk*D, nh*Lk*D)) }
+			e.Dispatch(kf, Params{Lq, Lk, scale, causal, h0, D / 4, nh}, e.Grid1D(nh*blocks, 8),
+				wq(q), wk(k), wk(v), wq(out), lse.bind())
+		})
+	} else {
+		cfg := e.attnConfig(D, attnFwd)
+		kf := Kernel{File: "attention_fwd.wgsl", Entry: "main", Consts: cfg.consts()}
+		rows := 64 * cfg.tr
+		e.rowChunks(BH, []int{Lq * D, Lk * D}, maxSlices, func(h0, nh int) {
+			wq := func(t *Tensor) Binding { return t.window(h0*Lq*D, nh*Lq*D) }
+			wk := func(t *Tensor) Binding { return t.window(h0*Lk*D, nh*Lk*D) }
+			e.Dispatch(kf, Params{Lq, Lk, scale, causal, h0}, [3]uint32{uint32((Lq + rows - 1) / rows), uint32(nh), 1},
+				wq(q), wk(k), wk(v), wq(out), lse.bind())
+		})
+	}
 	e.record(out, []*Tensor{q, k, v, lse}, func(g *Tensor) {
 		e.attentionBackward(g, q, k, v, out, lse, scale, causal)
 	})

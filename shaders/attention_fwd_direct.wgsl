@@ -28,13 +28,14 @@
 // The head dim is walked by a runtime loop (one pipeline for every head
 // dim); it must be a multiple of 4 (dv = D / 4 vec4s). Rows past lq are
 // clamped (see sto); keys past lk are clamped on load and masked.
-// Bindings: 0 params {lq, lk, scale, causal, h0, dv}; 1 q [BH, Lq, D];
+// Bindings: 0 params {lq, lk, scale, causal, h0, dv, nh (slices in this
+//   dispatch)}; 1 q [BH, Lq, D];
 //   2 k [BH, Lk, D]; 3 v [BH, Lk, D]; 4 o [BH, Lq, D] (read_write);
 //   5 lse [all BH, Lq] (read_write). q, k, v, o are read as vec4 and bound
 //   from slice h0 on (the dispatch may cover a chunk of slices), lse whole.
-// Dispatch: (ceil(Lq / (32*WG)), slices, 1), WG = 8 (one SIMD group on
+// Dispatch: Grid1D(nh * ceil(Lq / 32), WG), WG = 8 (one SIMD group on
 // llvmpipe).
-struct P { lq: u32, lk: u32, scale: f32, causal: u32, h0: u32, dv: u32 }
+struct P { lq: u32, lk: u32, scale: f32, causal: u32, h0: u32, dv: u32, nh: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
@@ -247,14 +248,19 @@ fn fin(l: vec4<f32>, last: bool) -> vec4<f32> {
 const WG: u32 = 8u;
 
 @compute @workgroup_size(8)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let bh = wid.y;
-  let i0 = (wid.x * WG + lid) * 32u;
-  if (i0 >= p.lq) { return; }
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  // Invocation t owns rows i0 .. i0 + 31 of slice bh: the slices' row blocks
+  // in one linear order, so short sequences still fill the SIMD lanes.
+  let t = (wid.x + wid.y * nwg.x) * WG + lid;
+  let nb = (p.lq + 31u) / 32u;
+  let bh = t / nb;
+  if (bh >= p.nh) { return; }
+  let i0 = (t % nb) * 32u;
   let qoff = bh * p.lq * p.dv;
   let koff = bh * p.lk * p.dv;
   var kend = p.lk;
-  if (p.causal != 0u) { kend = min(p.lk, (wid.x + 1u) * WG * 32u); } // uniform per workgroup
+  if (p.causal != 0u) { kend = min(p.lk, i0 + 32u); }
   var m0 = vec4<f32>(NEG);
   var l0 = vec4<f32>(0.0);
   var m1 = vec4<f32>(NEG);
