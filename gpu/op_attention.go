@@ -84,10 +84,14 @@ const attnDirectRows = 32
 // The direct kernel gives each invocation a 32-row x 32-key block of scores
 // in registers and keeps the unnormalised output in o (read, rescaled and
 // written back once per key block): 160 vec4 per 16384 flops per vec4 of
-// the head dim, whatever D. With cmd/bench -op attn-self on the 2-core
-// machine (1x8x1024x1024x40, another training job running): flash 0.47x
-// the engine's matmul rate, direct about 1.0x (see the shader's header
-// for the block sizes tried).
+// the head dim, whatever D. Invocations take (slice, 32-row block) pairs
+// in one linear order, so short sequences from many heads still fill the
+// SIMD lanes. With cmd/bench -op attn on the 2-core machine (another
+// training job running, so the figures move by ~20% between runs):
+// attn-self (1x8x1024x1024x40) flash 0.35-0.47x the engine's matmul rate,
+// direct 1.0-1.24x; attn-cross (Lk = 77) flash 0.23-0.29x, direct
+// 0.79-1.06x. At L = 16..77 (toy models, CLIP) direct is 2-5x faster than
+// flash. The shader's header lists the block sizes tried.
 func (e *Engine) attnDirect(d int) bool {
 	direct := e.Info.Type == "cpu"
 	switch os.Getenv(AttentionKernelEnv) {
