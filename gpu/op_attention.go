@@ -1,10 +1,15 @@
 package gpu
 
-import "fmt"
+import (
+	"fmt"
+	"os"
+)
 
 // Scaled dot-product attention, flash style (online softmax, O(L*D)
-// memory). Forward: shaders/attention_fwd.wgsl (saves the per-row
-// logsumexp); backward: shaders/attention_bwd_delta.wgsl (D_i =
+// memory). Forward: shaders/attention_fwd_direct.wgsl on CPU adapters
+// (register-blocked, see attnDirect) or shaders/attention_fwd.wgsl on GPUs
+// and for head dims not a multiple of 4; both save the per-row logsumexp.
+// Backward: shaders/attention_bwd_delta.wgsl (D_i =
 // rowsum(dO * O)), attention_bwd_dq.wgsl (one workgroup per query block)
 // and attention_bwd_dkdv.wgsl (one workgroup per key block), so no two
 // workgroups write the same gradient element and no atomics are needed.
@@ -58,6 +63,46 @@ func (e *Engine) attnConfig(d int, kind attnKind) attnCfg {
 	return c
 }
 
+// AttentionKernelEnv selects the attention forward kernel: "direct" (the
+// register-blocked kernel for CPU adapters, shaders/attention_fwd_direct.wgsl,
+// the default there) or "flash" (shaders/attention_fwd.wgsl, the default on
+// GPUs and for head dims that are not a multiple of 4, which the direct
+// kernel cannot read as vec4).
+const AttentionKernelEnv = "INSTRUCTBOOTH_ATTENTION"
+
+// attnDirectRows is the number of query rows one invocation of the direct
+// forward kernel owns.
+const attnDirectRows = 32
+
+// attnDirect reports whether the forward at head dim d runs the direct
+// kernel.
+//
+// The direct kernel exists because on lavapipe every load from storage or
+// workgroup memory is a loop over the SIMD lanes, and the flash kernel
+// reads 2*D/4 vec4s per key for 4*TR*D flops (TR <= 3 query rows per
+// invocation, bounded by private memory): 20 vec4 per 480 flops at D = 40.
+// The direct kernel gives each invocation a 32-row x 32-key block of scores
+// in registers and keeps the unnormalised output in o (read, rescaled and
+// written back once per key block): 160 vec4 per 16384 flops per vec4 of
+// the head dim, whatever D. Invocations take (slice, 32-row block) pairs
+// in one linear order, so short sequences from many heads still fill the
+// SIMD lanes. With cmd/bench -op attn on the 2-core machine (another
+// training job running, so the figures move by ~20% between runs):
+// attn-self (1x8x1024x1024x40) flash 0.35-0.47x the engine's matmul rate,
+// direct 1.0-1.24x; attn-cross (Lk = 77) flash 0.23-0.29x, direct
+// 0.79-1.06x. At L = 16..77 (toy models, CLIP) direct is 2-5x faster than
+// flash. The shader's header lists the block sizes tried.
+func (e *Engine) attnDirect(d int) bool {
+	direct := e.Info.Type == "cpu"
+	switch os.Getenv(AttentionKernelEnv) {
+	case "direct":
+		direct = true
+	case "flash":
+		direct = false
+	}
+	return direct && d%4 == 0
+}
+
 type attnKind int
 
 const (
@@ -92,16 +137,27 @@ func (e *Engine) Attention(q, k, v *Tensor, scale float32, causal bool) *Tensor 
 	}
 	BH := B * H
 	lse := e.alloc(B, H, Lq) // [B, H, Lq]
-	cfg := e.attnConfig(D, attnFwd)
-	kf := Kernel{File: "attention_fwd.wgsl", Entry: "main", Consts: cfg.consts()}
-	rows := 64 * cfg.tr
 	maxSlices := int(e.Limits.MaxComputeWorkgroupsPerDimension)
-	e.rowChunks(BH, []int{Lq * D, Lk * D}, maxSlices, func(h0, nh int) {
-		wq := func(t *Tensor) Binding { return t.window(h0*Lq*D, nh*Lq*D) }
-		wk := func(t *Tensor) Binding { return t.window(h0*Lk*D, nh*Lk*D) }
-		e.Dispatch(kf, Params{Lq, Lk, scale, causal, h0}, [3]uint32{uint32((Lq + rows - 1) / rows), uint32(nh), 1},
-			wq(q), wk(k), wk(v), wq(out), lse.bind())
-	})
+	if e.attnDirect(D) {
+		kf := Kernel{File: "attention_fwd_direct.wgsl", Entry: "main"}
+		blocks := (Lq + attnDirectRows - 1) / attnDirectRows // row blocks per slice
+		e.rowChunks(BH, []int{Lq * D, Lk * D}, 0, func(h0, nh int) {
+			wq := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lq*D, nh*Lq*D)) }
+			wk := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lk*D, nh*Lk*D)) }
+			e.Dispatch(kf, Params{Lq, Lk, scale, causal, h0, D / 4, nh}, e.Grid1D(nh*blocks, 8),
+				wq(q), wk(k), wk(v), wq(out), lse.bind())
+		})
+	} else {
+		cfg := e.attnConfig(D, attnFwd)
+		kf := Kernel{File: "attention_fwd.wgsl", Entry: "main", Consts: cfg.consts()}
+		rows := 64 * cfg.tr
+		e.rowChunks(BH, []int{Lq * D, Lk * D}, maxSlices, func(h0, nh int) {
+			wq := func(t *Tensor) Binding { return t.window(h0*Lq*D, nh*Lq*D) }
+			wk := func(t *Tensor) Binding { return t.window(h0*Lk*D, nh*Lk*D) }
+			e.Dispatch(kf, Params{Lq, Lk, scale, causal, h0}, [3]uint32{uint32((Lq + rows - 1) / rows), uint32(nh), 1},
+				wq(q), wk(k), wk(v), wq(out), lse.bind())
+		})
+	}
 	e.record(out, []*Tensor{q, k, v, lse}, func(g *Tensor) {
 		e.attentionBackward(g, q, k, v, out, lse, scale, causal)
 	})

@@ -3,45 +3,77 @@ package gpu
 import (
 	"fmt"
 	"math"
+	"math/rand"
 	"testing"
 
 	"github.com/instructbooth/instructbooth/gpu/ref"
 )
 
+// TestAttention runs every case through both forward kernels: "direct"
+// (the default on CPU adapters, for head dims that are a multiple of 4) and
+// "flash" (the default on GPUs); the backward kernels are the same.
 func TestAttention(t *testing.T) {
 	cases := []struct {
 		b, h, lq, lk, d int
 		causal          bool
+		spread          float64 // inputs uniform in [-spread, spread] (0: 1)
 	}{
-		{2, 2, 37, 53, 24, false}, // Lq != Lk, nothing a multiple of a block
-		{2, 2, 37, 53, 24, true},
-		{1, 2, 53, 37, 24, true},   // more queries than keys, causal
-		{1, 1, 200, 200, 40, true}, // several key blocks and query workgroups
-		{1, 1, 200, 131, 40, false},
-		{1, 2, 70, 77, 80, false},  // cross-attention-like, Lk = 77
-		{1, 1, 5, 130, 160, false}, // largest head dim, several key blocks
-		{1, 1, 9, 11, 3, true},     // head dim not a multiple of 4
+		{2, 2, 37, 53, 24, false, 0}, // Lq != Lk, nothing a multiple of a block
+		{2, 2, 37, 53, 24, true, 0},
+		{1, 2, 53, 37, 24, true, 0},   // more queries than keys, causal
+		{1, 1, 200, 200, 40, true, 0}, // several key blocks and query workgroups
+		{1, 1, 200, 131, 40, false, 0},
+		{1, 2, 70, 77, 80, false, 0},  // cross-attention-like, Lk = 77
+		{1, 1, 5, 130, 160, false, 0}, // largest head dim, several key blocks
+		{1, 1, 9, 11, 3, true, 0},     // head dim not a multiple of 4 (flash only)
+		{1, 1, 300, 300, 16, true, 0}, // causal over two direct workgroups (256 rows)
+		{1, 2, 33, 65, 8, false, 0},   // toy head dim; one row past 32, one key past 64
+		// Scores of +-30: the running max moves between key blocks, so the
+		// rescaling of the partial output is exercised.
+		{1, 1, 40, 100, 12, false, 3},
 	}
-	for _, c := range cases {
-		c := c
-		name := fmt.Sprintf("B%dH%dLq%dLk%dD%d", c.b, c.h, c.lq, c.lk, c.d)
-		if c.causal {
-			name += "-causal"
-		}
-		t.Run(name, func(t *testing.T) {
-			scale := 1 / math.Sqrt(float64(c.d))
-			checkOp(t, opCase{
-				name:   "attention " + name,
-				shapes: [][]int{{c.b, c.h, c.lq, c.d}, {c.b, c.h, c.lk, c.d}, {c.b, c.h, c.lk, c.d}},
-				gpu: func(e *Engine, in []*Tensor) *Tensor {
-					return e.Attention(in[0], in[1], in[2], float32(scale), c.causal)
-				},
-				ref: func(in []*ref.T) *ref.T { return ref.Attention(in[0], in[1], in[2], scale, c.causal) },
-				refBack: func(in []*ref.T, g *ref.T) []*ref.T {
-					dq, dk, dv := ref.AttentionBackward(in[0], in[1], in[2], g, scale, c.causal)
-					return []*ref.T{dq, dk, dv}
-				},
-			})
+	for _, kernel := range []string{"direct", "flash"} {
+		t.Run(kernel, func(t *testing.T) {
+			t.Setenv(AttentionKernelEnv, kernel)
+			for _, c := range cases {
+				name := fmt.Sprintf("B%dH%dLq%dLk%dD%d", c.b, c.h, c.lq, c.lk, c.d)
+				if c.causal {
+					name += "-causal"
+				}
+				if c.spread > 0 {
+					name += fmt.Sprintf("-spread%g", c.spread)
+				}
+				t.Run(name, func(t *testing.T) {
+					scale := 1 / math.Sqrt(float64(c.d))
+					var gen func(r *rand.Rand, i int, shape []int) []float64
+					if c.spread > 0 {
+						gen = func(r *rand.Rand, i int, shape []int) []float64 {
+							n := 1
+							for _, s := range shape {
+								n *= s
+							}
+							x := randData(r, n)
+							for j := range x {
+								x[j] *= c.spread
+							}
+							return x
+						}
+					}
+					checkOp(t, opCase{
+						name:   "attention " + name,
+						shapes: [][]int{{c.b, c.h, c.lq, c.d}, {c.b, c.h, c.lk, c.d}, {c.b, c.h, c.lk, c.d}},
+						gen:    gen,
+						gpu: func(e *Engine, in []*Tensor) *Tensor {
+							return e.Attention(in[0], in[1], in[2], float32(scale), c.causal)
+						},
+						ref: func(in []*ref.T) *ref.T { return ref.Attention(in[0], in[1], in[2], scale, c.causal) },
+						refBack: func(in []*ref.T, g *ref.T) []*ref.T {
+							dq, dk, dv := ref.AttentionBackward(in[0], in[1], in[2], g, scale, c.causal)
+							return []*ref.T{dq, dk, dv}
+						},
+					})
+				})
+			}
 		})
 	}
 }
