@@ -36,13 +36,18 @@ type ModelConfig struct {
 
 // DefaultModelConfig is the configuration chosen from the measurements in
 // bench_test.go (see the package documentation): a 2-layer, 64-wide text
-// encoder over the toy vocabulary, a two-level U-Net (32/64 channels, one
+// encoder over the toy vocabulary, a two-level U-Net (64/64 channels, one
 // resnet per level, cross-attention at the 4x4 level and the mid block
 // only, like SD 1.x's attention-free deepest level turned around) on
 // 8x8x48 latents, and a pixel codec with 4x4 patches in place of the VAE
 // on 32x32 images: no autoencoder to train, and exact reconstructions.
+// The first level is wider than the 48 latent channels on purpose: an
+// epsilon-predicting U-Net must carry the noise of every channel from
+// conv_in to conv_out, and a 32-wide first level (tried first) could not,
+// leaving the prediction error at 0.44 even at t = 999, where it is
+// nearly the identity, and the samples pure noise.
 func DefaultModelConfig() ModelConfig {
-	u := unetConfig([]int{32, 64}, 1, 64, 4, 32)
+	u := unetConfig([]int{64, 64}, 1, 64, 4, 32)
 	u.InChannels, u.OutChannels = 48, 48
 	u.DownHasAttn[0], u.DownBlockTypes[0], u.UpBlockTypes[1] = false, "DownBlock2D", "UpBlock2D"
 	return ModelConfig{
