@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/instructbooth/instructbooth/model/sched"
 	"image"
 	"image/png"
 	"io"
@@ -153,6 +154,7 @@ func toyTrain(args []string, stdout, stderr io.Writer) error {
 	freezeText := fs.Bool("freeze-text", false, "keep the text encoder at its random initialisation")
 	unetCh := fs.String("unet-channels", joinInts(d.Config.UNet.BlockOutChannels), "U-Net block_out_channels")
 	vae := fs.String("vae", "codec", "latent space: codec (fixed 4x4 pixel codec, 32x32 images, 48 channels) or kl (an AutoencoderKL trained first, 64x64 images)")
+	prediction := fs.String("prediction", d.Config.Prediction, "U-Net target: v_prediction or epsilon (a resumed run may switch)")
 	latentCh := fs.Int("latent-channels", 4, "latent channels of the kl VAE and the U-Net (SD 1.x has 4)")
 	timeLimit := fs.Duration("time-limit", 0, "stop cleanly (saving) after this long, e.g. 5m (0: no limit)")
 	ckpt := fs.Int("checkpoint-every", d.CheckpointEvery, "save every N steps")
@@ -171,6 +173,10 @@ func toyTrain(args []string, stdout, stderr io.Writer) error {
 	o.VAESteps, o.VAEBatch, o.VAELR, o.KLWeight, o.VAEShare = *vaeSteps, *vaeBatch, float32(*vaeLR), float32(*kl), *vaeShare
 	o.CaptionDropout, o.FreezeText, o.TimeLimit = *dropout, *freezeText, *timeLimit
 	o.CheckpointEvery, o.ProgressEvery = *ckpt, *every
+	if *prediction != sched.PredictV && *prediction != sched.PredictEpsilon {
+		return usagef("--prediction %q: v_prediction or epsilon", *prediction)
+	}
+	o.Config.Prediction = *prediction
 	switch *vae {
 	case "codec":
 		o.Config = o.Config.WithShape(ch, o.Config.VAE.LatentChannels)

@@ -169,6 +169,7 @@ func Generate(ctx context.Context, c Components, p Params, progress Progress) (*
 	if err != nil {
 		return nil, err
 	}
+	guide.Schedule = c.Schedule
 	defer guide.Release()
 
 	lc, f := c.UNet.Cfg.InChannels, c.VAE.Factor()

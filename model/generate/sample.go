@@ -24,6 +24,10 @@ import (
 type Guide struct {
 	UNet  *sd.UNet
 	Scale float32
+	// Schedule, when set, converts the U-Net's output to a noise
+	// prediction (sched.Schedule.EpsFromOutput: v-prediction models);
+	// nil means the output is eps.
+	Schedule *sched.Schedule
 	ctx   *gpu.Tensor // [2N, L, D] = [uncond; cond], or [N, L, D] = cond
 	n     int
 }
@@ -67,6 +71,9 @@ func (g *Guide) Eps(x *gpu.Tensor, t float32) *gpu.Tensor {
 		p := e.Split(raw, 0, g.n, g.n)
 		eu, ec := p[0], p[1]
 		out = e.Add(eu, e.Scale(e.Sub(ec, eu), g.Scale))
+	}
+	if g.Schedule != nil {
+		out = g.Schedule.EpsFromOutput(e, out, x, []float32{t})
 	}
 	s.Close(out)
 	return out

@@ -46,8 +46,8 @@ func LoadConfig(path string) (Config, error) {
 	if c.BetaSchedule != "scaled_linear" && c.BetaSchedule != "linear" {
 		return c, fmt.Errorf("%s: beta_schedule %q is not supported (scaled_linear, linear)", path, c.BetaSchedule)
 	}
-	if c.PredictionType != "epsilon" {
-		return c, fmt.Errorf("%s: prediction_type %q is not supported (epsilon)", path, c.PredictionType)
+	if c.PredictionType != PredictEpsilon && c.PredictionType != PredictV {
+		return c, fmt.Errorf("%s: prediction_type %q is not supported (epsilon, v_prediction)", path, c.PredictionType)
 	}
 	if c.TimestepSpacing != "leading" && c.TimestepSpacing != "trailing" && c.TimestepSpacing != "linspace" {
 		return c, fmt.Errorf("%s: timestep_spacing %q is not supported", path, c.TimestepSpacing)

@@ -53,6 +53,9 @@ func (t *Trainer) sampleBatch(ctx context.Context, ep, first int, batch []*Sampl
 	defer cond.Release()
 	defer uncond.Release()
 	guide, err := generate.NewGuide(t.c.UNet, cond, uncond, cfg.Guidance)
+	if err == nil {
+		guide.Schedule = t.c.Schedule
+	}
 	if err != nil {
 		return err
 	}

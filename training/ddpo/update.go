@@ -160,7 +160,7 @@ func (t *Trainer) logProbs(tb *trainBatch, j int) (*gpu.Tensor, []float32, error
 	sc := e.Scope()
 	xb := e.FromSlice(x, bs, lc, h, w)
 	pb := e.FromSlice(prev, bs, lc, h, w)
-	eps := GuidedEps(t.c.UNet, xb, tv, tb.ctx, cfg.Guidance)
+	eps := t.c.Schedule.EpsFromOutput(t.e, GuidedEps(t.c.UNet, xb, tv, tb.ctx, cfg.Guidance), xb, tv)
 	lp, err := StepLogProb(e, xb, eps, pb, cs)
 	if err != nil {
 		sc.Close()

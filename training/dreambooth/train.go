@@ -452,6 +452,9 @@ func dreamboothLoss(u *sd.UNet, s *sched.Schedule, x0, eps *gpu.Tensor, ts []int
 		tf[i] = float32(v)
 	}
 	pred := u.Forward(xt, e.FromSlice(tf, nb), cond) // [nb, C, h, w]
+	if eps, err = s.Target(e, x0, eps, ts); err != nil { // eps, or v for v-prediction
+		return nil, err
+	}
 	if nb == 1 {
 		return e.MSELoss(pred, eps), nil
 	}

@@ -32,6 +32,9 @@ type ModelConfig struct {
 	Codec int
 	// ImageSize is the side of the model's images in pixels.
 	ImageSize int
+	// Prediction is the U-Net's target (scheduler prediction_type):
+	// sched.PredictV or sched.PredictEpsilon ("" = epsilon).
+	Prediction string
 }
 
 // DefaultModelConfig is the configuration chosen from the measurements in
@@ -45,7 +48,12 @@ type ModelConfig struct {
 // epsilon-predicting U-Net must carry the noise of every channel from
 // conv_in to conv_out, and a 32-wide first level (tried first) could not,
 // leaving the prediction error at 0.44 even at t = 999, where it is
-// nearly the identity, and the samples pure noise.
+// nearly the identity, and the samples pure noise. The U-Net predicts v
+// (SD 2.x's v_prediction) rather than eps: with eps, even the 64-wide
+// model's samples stayed noise after 700 steps, because at high noise
+// levels x_0 is read off eps scaled by up to 1/sqrt(abar) = 14.6, while v
+// there is about -x_0, smooth and easy, and eps is recovered from v with
+// the identity built in (sqrt(1-abar) x_t + sqrt(abar) v).
 func DefaultModelConfig() ModelConfig {
 	u := unetConfig([]int{64, 64}, 1, 64, 4, 32)
 	u.InChannels, u.OutChannels = 48, 48
@@ -55,8 +63,9 @@ func DefaultModelConfig() ModelConfig {
 			LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: VocabSize()},
 		UNet:      u,
 		VAE:       sd.VAEConfig{InChannels: 3, LatentChannels: 48},
-		Codec:     4,
-		ImageSize: 32,
+		Codec:      4,
+		ImageSize:  32,
+		Prediction: sched.PredictV,
 	}
 }
 
@@ -193,7 +202,11 @@ func NewModel(e *gpu.Engine, c ModelConfig, seed uint64) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Cfg: c, Tokenizer: tok, Schedule: sched.New(sched.SD15()), Scaling: sd.ScalingFactor}
+	sc := sched.SD15()
+	if c.Prediction != "" {
+		sc.PredictionType = c.Prediction
+	}
+	m := &Model{Cfg: c, Tokenizer: tok, Schedule: sched.New(sc), Scaling: sd.ScalingFactor}
 	if m.Text, err = clip.NewTextModel(NewTrainable(e, sd.TextSchema(c.Text), seed), c.Text); err != nil {
 		return nil, err
 	}
@@ -235,6 +248,11 @@ func FromPipeline(p *sd.Pipeline, c ModelConfig) (*Model, error) {
 	}
 	c.Text, c.UNet = p.Text.Cfg, p.UNet.Cfg
 	c.VAE, c.Codec = p.VAE.Cfg, p.VAE.Patch
+	if c.Prediction != "" && c.Prediction != p.Schedule.PredictionType {
+		// A run switching its target (e.g. epsilon to v) keeps the weights.
+		p.Schedule.PredictionType = c.Prediction
+	}
+	c.Prediction = p.Schedule.PredictionType
 	return &Model{Cfg: c, Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Scaling: p.ScalingFactor}, nil
 }
 
@@ -283,7 +301,7 @@ func (m *Model) Save(dir string) error {
 		"vae/config.json":          vaeConfigJSON(m.Cfg, m.Scaling),
 		"scheduler/scheduler_config.json": map[string]any{
 			"_class_name": "DDIMScheduler", "_diffusers_version": "0.24.0", "beta_start": 0.00085, "beta_end": 0.012,
-			"beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon", "clip_sample": false,
+			"beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": m.Schedule.PredictionType, "clip_sample": false,
 			"set_alpha_to_one": false, "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": nil,
 		},
 		"tokenizer/special_tokens_map.json": map[string]any{"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",

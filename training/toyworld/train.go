@@ -542,7 +542,12 @@ func (t *trainer) baseStage(ctx context.Context) error {
 			s.Close()
 			return err
 		}
-		loss := e.MSELoss(m.UNet.Forward(xt, e.FromSlice(tf, n), text.Last), eps)
+		target, err := m.Schedule.Target(e, lat, eps, ts)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		loss := e.MSELoss(m.UNet.Forward(xt, e.FromSlice(tf, n), text.Last), target)
 		if err := e.Backward(loss); err != nil {
 			s.Close()
 			return err
