@@ -326,7 +326,7 @@ func TestRun_errors(t *testing.T) {
 		{[]string{"reference", "--model", model, "--component", "unet", "--in", in, "--out", out, "--lora", "/nonexistent-lora.safetensors:0.5"}, 1, "/nonexistent-lora.safetensors"},
 		{[]string{"reference", "--model", model, "--component", "unet", "--in", "/nonexistent.safetensors", "--out", out}, 1, "/nonexistent.safetensors"},
 		{[]string{"generate", "--prompt", "x"}, 2, "--model is required"},
-		{[]string{"generate", "--model", model, "--width", "100"}, 2, "multiples of 64"},
+		{[]string{"generate", "--model", model, "--width", "100"}, 2, "multiples of 8"},
 		{[]string{"generate", "--model", model, "--sampler", "plms"}, 2, "unknown sampler"},
 		{[]string{"generate", "--model", model, "--seed", "-3"}, 2, "--seed"},
 		{[]string{"generate", "--model", model, "--bogus"}, 2, "bogus"},

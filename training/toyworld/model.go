@@ -215,9 +215,9 @@ func NewModel(e *gpu.Engine, c ModelConfig, seed uint64) (*Model, error) {
 		return nil, err
 	}
 	if c.Codec > 0 {
-		// The scale is set from world images before diffusion training.
-		m.VAE, err = sd.NewPixelCodec(e, c.VAE.InChannels, c.Codec, 1)
-		m.Scaling = 1
+		k := CodecScale(c.ImageSize)
+		m.VAE, err = sd.NewPixelCodec(e, c.VAE.InChannels, c.Codec, k)
+		m.Scaling = k
 	} else {
 		m.VAE, err = sd.NewVAE(NewTrainable(e, sd.VAESchema(c.VAE), seed+2))
 	}

@@ -382,11 +382,10 @@ func (t *trainer) vaeStage(ctx context.Context) error {
 	return save(true)
 }
 
-// codecScale sets a pixel codec's latent scale to one over the standard
-// deviation of world pixels (a fixed set of images), so that latents have
-// unit variance, and moves on to the diffusion stage.
-func (t *trainer) codecScale() error {
-	size := t.o.Config.ImageSize
+// CodecScale is a pixel codec's latent scale for world images of the
+// given size: one over the standard deviation of their pixels (a fixed set
+// of 64 images), so that latents have unit variance.
+func CodecScale(size int) float32 {
 	const n = 64
 	b := MakeBatch(0x6e6f726d, 0, n, size, 0)
 	var sum, sq float64
@@ -396,9 +395,13 @@ func (t *trainer) codecScale() error {
 	}
 	mu := sum / float64(len(b.Images))
 	std := math.Sqrt(math.Max(1e-12, sq/float64(len(b.Images))-mu*mu))
-	k := float32(1 / std)
-	t.m.VAE.Scale, t.m.Scaling = k, k
-	t.st.LatentScale, t.st.Stage = float64(k), "base"
+	return float32(1 / std)
+}
+
+// codecScale records the pixel codec's scale (set by NewModel) and moves
+// on to the diffusion stage.
+func (t *trainer) codecScale() error {
+	t.st.LatentScale, t.st.Stage = float64(t.m.VAE.Scale), "base"
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/instructbooth/instructbooth/internal/testenv"
 	"github.com/instructbooth/instructbooth/model/clip"
 	"github.com/instructbooth/instructbooth/model/generate"
+	"github.com/instructbooth/instructbooth/model/sched"
 	"github.com/instructbooth/instructbooth/model/sd"
 )
 
@@ -26,6 +27,9 @@ func tinyConfig(kl bool) ModelConfig {
 		c.VAE, c.Codec, c.ImageSize = VAEConfig64(), 0, 64
 		c.VAE.BlockOutChannels = []int{32, 32, 32, 32}
 		lc = 4
+		// The held-out loss compares latents of an untrained VAE (before)
+		// with rescaled ones (after); eps targets do not depend on them.
+		c.Prediction = sched.PredictEpsilon
 	}
 	c.UNet = unetConfig([]int{32, 32}, 1, 32, 2, 32)
 	c.UNet.InChannels, c.UNet.OutChannels = lc, lc
@@ -54,7 +58,8 @@ func heldOutLoss(t *testing.T, e *gpu.Engine, m *Model) float64 {
 			ids[i] = enc[:]
 		}
 		text, _ := m.Text.Forward(ids)
-		v, err = e.MSELoss(m.UNet.Forward(xt, e.FromSlice([]float32{100, 400, 700, 900}, n), text.Last), eps).Item()
+		target, _ := m.Schedule.Target(e, lat, eps, []int{100, 400, 700, 900})
+		v, err = e.MSELoss(m.UNet.Forward(xt, e.FromSlice([]float32{100, 400, 700, 900}, n), text.Last), target).Item()
 	})
 	if err != nil {
 		t.Fatal(err)
