@@ -161,7 +161,7 @@ func (j *alignJob) Run(ctx context.Context, report func(Progress)) (err error) {
 	if err := tc.Validate(); err != nil {
 		return fmt.Errorf("align: %w", err)
 	}
-	comps := generate.Components{Tokenizer: pl.Tokenizer, Text: pl.Text, UNet: pl.UNet, VAE: pl.VAE, Schedule: pl.Schedule, Name: bm.Name}
+	comps := generate.FromPipeline(pl, bm.Name)
 	t, err := ddpo.New(comps, scorer, tc)
 	if err != nil {
 		return fmt.Errorf("align: %w", err)

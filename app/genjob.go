@@ -147,7 +147,7 @@ func (j *generateJob) Run(ctx context.Context, report func(Progress)) error {
 
 // components are what generation needs from a loaded pipeline.
 func components(p *sd.Pipeline, name string) generate.Components {
-	return generate.Components{Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Name: name}
+	return generate.FromPipeline(p, name)
 }
 
 // promptFor fills a subject's identifier and class noun into a prompt

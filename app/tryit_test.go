@@ -19,7 +19,6 @@ import (
 
 	"github.com/instructbooth/instructbooth/gpu"
 	"github.com/instructbooth/instructbooth/internal/testenv"
-	"github.com/instructbooth/instructbooth/model/clip"
 	"github.com/instructbooth/instructbooth/model/generate"
 	"github.com/instructbooth/instructbooth/store"
 	"github.com/instructbooth/instructbooth/training/toyworld"
@@ -32,11 +31,7 @@ import (
 func toyTinyModel(t *testing.T) string {
 	t.Helper()
 	e := testenv.Engine(t)
-	c := toyworld.DefaultModelConfig()
-	c.Text = clip.TextConfig{HiddenSize: 32, Heads: 2, Layers: 1, Intermediate: 64, HiddenAct: "quick_gelu",
-		LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: toyworld.VocabSize()}
-	c = c.WithShape([]int{32, 32}, c.VAE.LatentChannels)
-	m, err := toyworld.NewModel(e, c, 3)
+	m, err := toyworld.NewModel(e, toyworld.SmallConfig(), 3)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func (m *modelFlags) name() string { return filepath.Base(filepath.Clean(m.model
 
 // components are what generation needs, from a fully loaded pipeline.
 func components(p *sd.Pipeline, name string) generate.Components {
-	return generate.Components{Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Name: name}
+	return generate.FromPipeline(p, name)
 }
 
 // attachLoRA loads every --lora against the pipeline's U-Net and text

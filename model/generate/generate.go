@@ -28,6 +28,11 @@ type Components struct {
 	Name string
 }
 
+// FromPipeline returns the components of a loaded pipeline, named name.
+func FromPipeline(p *sd.Pipeline, name string) Components {
+	return Components{Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Name: name}
+}
+
 // Defaults of Params' zero fields.
 const (
 	DefaultSteps    = 25

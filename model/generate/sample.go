@@ -28,8 +28,8 @@ type Guide struct {
 	// prediction (sched.Schedule.EpsFromOutput: v-prediction models);
 	// nil means the output is eps.
 	Schedule *sched.Schedule
-	ctx   *gpu.Tensor // [2N, L, D] = [uncond; cond], or [N, L, D] = cond
-	n     int
+	ctx      *gpu.Tensor // [2N, L, D] = [uncond; cond], or [N, L, D] = cond
+	n        int
 }
 
 // NewGuide prepares guidance for a batch of N latents with conditioning

@@ -309,7 +309,7 @@ func (t *trainer) prepareClass(ctx context.Context) error {
 	ci := ClassImages{Dir: ClassCacheDir(root, j.BaseModelHash, cfg.ClassNoun, cfg.Resolution), BaseModel: j.BaseModelHash,
 		ClassNoun: cfg.ClassNoun, N: cfg.ClassImages, Resolution: cfg.Resolution, Steps: cfg.ClassSteps}
 	p := j.Pipeline
-	comps := generate.Components{Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Name: j.ModelName}
+	comps := generate.FromPipeline(p, j.ModelName)
 	paths, err := ci.Ensure(ctx, comps, j.ClassProgress)
 	if err != nil {
 		return fmt.Errorf("dreambooth: %w", err)
@@ -451,7 +451,7 @@ func dreamboothLoss(u *sd.UNet, s *sched.Schedule, x0, eps *gpu.Tensor, ts []int
 	for i, v := range ts {
 		tf[i] = float32(v)
 	}
-	pred := u.Forward(xt, e.FromSlice(tf, nb), cond) // [nb, C, h, w]
+	pred := u.Forward(xt, e.FromSlice(tf, nb), cond)     // [nb, C, h, w]
 	if eps, err = s.Target(e, x0, eps, ts); err != nil { // eps, or v for v-prediction
 		return nil, err
 	}
@@ -544,7 +544,7 @@ func (t *trainer) validate(ctx context.Context, step int) error {
 	if prompt == "" {
 		prompt = cfg.InstancePrompt()
 	}
-	comps := generate.Components{Tokenizer: p.Tokenizer, Text: p.Text, UNet: p.UNet, VAE: p.VAE, Schedule: p.Schedule, Name: t.j.ModelName}
+	comps := generate.FromPipeline(p, t.j.ModelName)
 	res, err := generate.Generate(ctx, comps, generate.Params{Prompt: prompt, Seed: cfg.ValidationSeed, Steps: cfg.ValidationSteps,
 		Width: cfg.Resolution, Height: cfg.Resolution, Count: cfg.ValidationImages}, nil)
 	if err != nil {

@@ -61,12 +61,22 @@ func DefaultModelConfig() ModelConfig {
 	return ModelConfig{
 		Text: clip.TextConfig{HiddenSize: 64, Heads: 4, Layers: 2, Intermediate: 128, HiddenAct: "quick_gelu",
 			LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: VocabSize()},
-		UNet:      u,
-		VAE:       sd.VAEConfig{InChannels: 3, LatentChannels: 48},
+		UNet:       u,
+		VAE:        sd.VAEConfig{InChannels: 3, LatentChannels: 48},
 		Codec:      4,
 		ImageSize:  32,
 		Prediction: sched.PredictV,
 	}
+}
+
+// SmallConfig is DefaultModelConfig with a one-layer, 32-wide text
+// encoder and a 32/32 U-Net: the same structure, small enough for tests
+// and smoke runs.
+func SmallConfig() ModelConfig {
+	c := DefaultModelConfig()
+	c.Text = clip.TextConfig{HiddenSize: 32, Heads: 2, Layers: 1, Intermediate: 64, HiddenAct: "quick_gelu",
+		LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: VocabSize()}
+	return c.WithShape([]int{32, 32}, c.VAE.LatentChannels)
 }
 
 // VAEConfig64 is the AutoencoderKL the first toy models used (32/32/64/64

@@ -15,7 +15,6 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"image"
 	"io"
@@ -142,12 +141,11 @@ const (
 
 // Folder and file names under Options.Out.
 const (
-	DirSubject      = "subject"          // the DreamBooth input photos
-	DirDreamBooth   = "dreambooth-model" // base model with the personalised U-Net
-	FileAlignLoRA   = "instructbooth-lora.safetensors"
-	DirWork         = "work" // checkpoints and class images
-	DirResults      = "results"
-	FileClassPrompt = "a star"
+	DirSubject    = "subject"          // the DreamBooth input photos
+	DirDreamBooth = "dreambooth-model" // base model with the personalised U-Net
+	FileAlignLoRA = "instructbooth-lora.safetensors"
+	DirWork       = "work" // checkpoints and class images
+	DirResults    = "results"
 )
 
 // Result is what Run measured.
@@ -232,8 +230,7 @@ func personalize(ctx context.Context, e *gpu.Engine, o Options, dbDir string) er
 		return fmt.Errorf("demo: base model: %w", err)
 	}
 	defer pl.Release()
-	res := pl.VAE.Factor() << (len(pl.UNet.Cfg.BlockOutChannels) - 1)
-	res = max(res, toyworld.Grid)
+	res := imageSize(pl)
 	set, skipped, err := data.LoadFolder(filepath.Join(o.Out, DirSubject), res)
 	if err != nil {
 		return err
@@ -335,7 +332,7 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 	if err != nil {
 		return nil, err
 	}
-	size := max(toyworld.Grid, pl.VAE.Factor()<<(len(pl.UNet.Cfg.BlockOutChannels)-1))
+	size := imageSize(pl)
 	cfg := ddpo.Config{
 		Model: dbDir, Prompts: prompts, Epochs: o.Epochs, SamplesPerEpoch: o.Samples, BatchSize: o.Batch,
 		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction,
@@ -344,7 +341,7 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 		StatBuffer: 32, StatMinCount: 8, NoGradCheckpointing: true,
 		WorkDir: filepath.Join(o.Out, DirWork, "ddpo"),
 	}
-	comps := generate.Components{Tokenizer: pl.Tokenizer, Text: pl.Text, UNet: pl.UNet, VAE: pl.VAE, Schedule: pl.Schedule, Name: "toyworld-dreambooth"}
+	comps := generate.FromPipeline(pl, "toyworld-dreambooth")
 	tr, err := ddpo.New(comps, AlignReward{}, cfg)
 	if err != nil {
 		return nil, err
@@ -424,12 +421,11 @@ func evaluateRuns(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath
 				return func() { lora.Detach(t); l.Release() }, nil
 			}
 		}
-		size := max(toyworld.Grid, pl.VAE.Factor()<<(len(pl.UNet.Cfg.BlockOutChannels)-1))
 		s, err := evaluate.GenerateImages(ctx, evaluate.GenerateConfig{
-			Components: generate.Components{Tokenizer: pl.Tokenizer, Text: pl.Text, UNet: pl.UNet, VAE: pl.VAE, Schedule: pl.Schedule, Name: "toyworld"},
+			Components: generate.FromPipeline(pl, "toyworld"),
 			Runs:       []evaluate.Run{r}, Prompts: prompts, Identifier: toyworld.TheSubject().Token(), Class: "star",
 			ImagesPerPrompt: o.EvalImages, OutDir: resDir,
-			Params: generate.Params{Steps: o.EvalSteps, Guidance: o.Guidance, Seed: o.Seed * 1000, Width: size, Height: size, Sampler: "ddim"},
+			Params: generate.Params{Steps: o.EvalSteps, Guidance: o.Guidance, Seed: o.Seed * 1000, Width: imageSize(pl), Height: imageSize(pl), Sampler: "ddim"},
 		}, progress)
 		pl.Release()
 		if err != nil {
@@ -462,5 +458,8 @@ func Summary(r *evaluate.Report) string {
 	return b.String()
 }
 
-// ErrNoBase reports a missing base model.
-var ErrNoBase = errors.New("demo: no toy base model")
+// imageSize is the side the demo draws and trains at: the world's 32
+// pixels, or the model's smallest size if that is larger.
+func imageSize(pl *sd.Pipeline) int {
+	return max(toyworld.Grid, generate.FromPipeline(pl, "").SizeMultiple())
+}

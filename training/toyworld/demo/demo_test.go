@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/instructbooth/instructbooth/internal/testenv"
-	"github.com/instructbooth/instructbooth/model/clip"
 	"github.com/instructbooth/instructbooth/training/evaluate"
 	"github.com/instructbooth/instructbooth/training/reward"
 	"github.com/instructbooth/instructbooth/training/toyworld"
@@ -133,11 +132,7 @@ func TestScores(t *testing.T) {
 func tinyModel(t *testing.T) string {
 	t.Helper()
 	e := testenv.Engine(t)
-	c := toyworld.DefaultModelConfig()
-	c.Text = clip.TextConfig{HiddenSize: 32, Heads: 2, Layers: 1, Intermediate: 64, HiddenAct: "quick_gelu",
-		LayerNormEps: 1e-5, MaxPositions: clip.ContextLength, VocabSize: toyworld.VocabSize()}
-	c = c.WithShape([]int{32, 32}, c.VAE.LatentChannels)
-	m, err := toyworld.NewModel(e, c, 3)
+	m, err := toyworld.NewModel(e, toyworld.SmallConfig(), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
