@@ -25,7 +25,7 @@ func TestAlign_endToEnd(t *testing.T) {
 	os.WriteFile(acts, []byte("playing soccer\nriding a bike\n"), 0o644)
 	args := []string{"align", "--model", filepath.Join(fx, "diffusers"), "--lora", filepath.Join(fx, "lora", "lora_kohya.safetensors") + ":0.8",
 		"--class", "dog", "--identifier", "sks", "--activities", acts, "--reward", "brightness",
-		"--samples-per-epoch", "2", "--batch", "2", "--steps", "2", "--guidance", "1", "--timestep-fraction", "0.5",
+		"--samples-per-epoch", "2", "--samples-per-prompt", "2", "--batch", "2", "--steps", "2", "--guidance", "1", "--timestep-fraction", "0.5",
 		"--resolution", "64", "--lr", "1e-3", "--seed", "5", "--out", out, "--format", "diffusers", "--f16-weights=false"}
 	code, stdout, stderr := ib(t, append(args, "--epochs", "1")...)
 	if code != 0 {
@@ -117,6 +117,7 @@ func TestAlign_usageErrors(t *testing.T) {
 		{[]string{"align", "--model", model, "--class", "dog", "--reward", "imagereward", "--out", "x"}, "needs a model path"},
 		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--format", "ckpt"}, "--format"},
 		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--samples-per-epoch", "12"}, "multiple of the batch size"},
+		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--samples-per-prompt", "3"}, "does not divide"},
 		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--activities", "/nonexistent"}, "nonexistent"},
 	} {
 		code, _, stderr := ib(t, c.args...)

@@ -74,6 +74,13 @@ type Config struct {
 	// SamplesPerEpoch images are sampled per epoch, BatchSize at a time;
 	// training uses batches of BatchSize too.
 	SamplesPerEpoch, BatchSize int
+	// SamplesPerPrompt groups an epoch's samples: SamplesPerEpoch /
+	// SamplesPerPrompt prompts are drawn, each sampled this many times
+	// (consecutively), so every prompt's rewards have peers from the same
+	// policy to be compared with (set StatMinCount to at most this to
+	// standardise each within its own prompt from the first epoch on).
+	// 0 or 1 draws a prompt per sample.
+	SamplesPerPrompt int
 	// MicroBatch splits each training batch into forward/backward passes
 	// of at most this many trajectories (the gradient is the same up to
 	// float rounding); it bounds the update's activation memory. 0 means
@@ -182,6 +189,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ddpo: %d epochs", c.Epochs)
 	case c.BatchSize < 1 || c.SamplesPerEpoch < c.BatchSize || c.SamplesPerEpoch%c.BatchSize != 0:
 		return fmt.Errorf("ddpo: %d samples per epoch is not a positive multiple of the batch size %d", c.SamplesPerEpoch, c.BatchSize)
+	case c.SamplesPerPrompt < 0 || c.SamplesPerPrompt > 1 && c.SamplesPerEpoch%c.SamplesPerPrompt != 0:
+		return fmt.Errorf("ddpo: %d samples per prompt does not divide the %d samples per epoch", c.SamplesPerPrompt, c.SamplesPerEpoch)
 	case c.SamplesPerEpoch >= 1<<20:
 		return fmt.Errorf("ddpo: %d samples per epoch is too many", c.SamplesPerEpoch)
 	case c.AccumBatches < 0 || c.AccumBatches > 0 && batches%c.AccumBatches != 0:

@@ -205,11 +205,30 @@ func TestConfig(t *testing.T) {
 		func(c *Config) { c.Width = 100 },
 		func(c *Config) { c.TimestepFraction = 1.5 },
 		func(c *Config) { c.Prompts = nil },
+		func(c *Config) { c.SamplesPerPrompt = 3 },
+		func(c *Config) { c.SamplesPerPrompt = -1 },
 	} {
 		d := c
 		bad(&d)
 		if err := d.Validate(); err == nil {
 			t.Errorf("accepted %+v", d)
+		}
+	}
+	// Grouped prompts: 4 runs of 4 equal prompts, drawn as the ungrouped
+	// epoch draws its first 4, and the same on every call.
+	c.Prompts = []string{"a", "b", "c", "d", "e", "f", "g"}
+	c.Seed = 7
+	flat := c.epochPrompts(3)
+	g := c
+	g.SamplesPerPrompt = 4
+	got := g.epochPrompts(3)
+	t.Logf("seed %d epoch 3: ungrouped %v, grouped %v", c.Seed, flat, got)
+	if !reflect.DeepEqual(got, g.epochPrompts(3)) || reflect.DeepEqual(flat, c.epochPrompts(4)) {
+		t.Fatal("epoch prompts are not a function of the seed and epoch")
+	}
+	for i, p := range got {
+		if p != flat[i/4] {
+			t.Fatalf("grouped prompts %v: sample %d is not the group's prompt %d", got, i, flat[i/4])
 		}
 	}
 	a := c.fingerprint("brightness")

@@ -16,10 +16,9 @@ import (
 // DDIM step of a batch.
 func (t *Trainer) sampleEpoch(ctx context.Context, ep int, tick func()) ([]*Sample, error) {
 	cfg := t.cfg
-	ps := training.NewStream(cfg.Seed, ep, purposePrompts)
 	samples := make([]*Sample, cfg.SamplesPerEpoch)
-	for i := range samples {
-		samples[i] = &Sample{Prompt: ps.Intn(len(cfg.Prompts))}
+	for i, p := range cfg.epochPrompts(ep) {
+		samples[i] = &Sample{Prompt: p}
 	}
 	for b := 0; b < len(samples); b += cfg.BatchSize {
 		if err := t.sampleBatch(ctx, ep, b, samples[b:b+cfg.BatchSize], tick); err != nil {
@@ -27,6 +26,21 @@ func (t *Trainer) sampleEpoch(ctx context.Context, ep int, tick func()) ([]*Samp
 		}
 	}
 	return samples, nil
+}
+
+// epochPrompts returns the prompt index of each of epoch ep's samples:
+// uniform draws, each repeated SamplesPerPrompt times in a row.
+func (c Config) epochPrompts(ep int) []int {
+	ps := training.NewStream(c.Seed, ep, purposePrompts)
+	out := make([]int, c.SamplesPerEpoch)
+	g := max(1, c.SamplesPerPrompt)
+	for i := 0; i < len(out); i += g {
+		p := ps.Intn(len(c.Prompts))
+		for j := i; j < i+g && j < len(out); j++ {
+			out[j] = p
+		}
+	}
+	return out
 }
 
 // latentShape is [C, h, w] of one latent.

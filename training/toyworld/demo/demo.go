@@ -56,6 +56,9 @@ type Options struct {
 	Guidance                      float32
 	TimestepFraction, ClipRange   float64
 	Rank                          int
+	// PerPrompt samples of each drawn prompt per epoch: rewards are
+	// standardised within the prompt's group (StatMinCount = PerPrompt).
+	PerPrompt int
 	// AccumBatches batches per AdamW step (0: one step per inner epoch);
 	// InnerEpochs passes over each epoch's samples.
 	AccumBatches, InnerEpochs int
@@ -338,7 +341,7 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction,
 		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
 		AccumBatches: o.AccumBatches, InnerEpochs: o.InnerEpochs,
-		StatBuffer: 32, StatMinCount: 8, NoGradCheckpointing: true,
+		SamplesPerPrompt: o.PerPrompt, StatBuffer: 32, StatMinCount: max(2, o.PerPrompt), NoGradCheckpointing: true,
 		WorkDir: filepath.Join(o.Out, DirWork, "ddpo"),
 	}
 	comps := generate.FromPipeline(pl, "toyworld-dreambooth")
