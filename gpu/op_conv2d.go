@@ -194,6 +194,9 @@ func (e *Engine) spanBlock(t *Tensor, n0, nb, c, c0, cc, plane int) (Binding, in
 }
 
 func (e *Engine) conv2dForward(c convGeom, x, w, bias, out *Tensor) {
+	if e.conv3x3Direct(c) && e.conv2dForwardDirect(c, x, w, bias, out) {
+		return
+	}
 	s := e.convSplitFor(c.n, x, c.cin, c.planeIn, out, c.cout, c.planeOut, c.n)
 	if s.ac < c.cin && s.ac*c.khw()%4 != 0 {
 		// Keep every input-channel block's weights vec4-aligned.
