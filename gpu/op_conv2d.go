@@ -239,6 +239,9 @@ func (e *Engine) conv2dForward(c convGeom, x, w, bias, out *Tensor) {
 
 // conv2dBackwardInput writes dx = dL/dx [N, Cin, H, W] from g [N, Cout, Ho, Wo].
 func (e *Engine) conv2dBackwardInput(c convGeom, g, w, dx *Tensor) {
+	if e.conv3x3Direct(c) && e.conv2dBackwardInputDirect(c, g, w, dx) {
+		return
+	}
 	s := e.convSplitFor(c.n, g, c.cout, c.planeOut, dx, c.cin, c.planeIn, c.n)
 	tile := e.gemmTileFor(min(c.cin, s.bc))
 	k := Kernel{File: "conv2d_bwd_input.wgsl", Entry: "main", Consts: c.consts() + tile.consts()}

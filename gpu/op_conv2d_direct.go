@@ -148,6 +148,22 @@ func (e *Engine) conv2dForwardDirect(c convGeom, x, w, bias, out *Tensor) bool {
 	return true
 }
 
+// conv2dBackwardInputDirect writes dx [N, Cin, H, W] from g [N, Cout, H, W]
+// through the direct kernel, and reports whether it could: the input
+// gradient of a 3x3 stride-1 pad-1 convolution is the 3x3 stride-1 pad-1
+// convolution of g with w transposed to [Cin, Cout, 3, 3] and flipped in
+// both spatial dimensions.
+func (e *Engine) conv2dBackwardInputDirect(c convGeom, g, w, dx *Tensor) bool {
+	d, ok := e.planDirect(c.n, c.cout, c.cin, c.h, c.w, g, dx)
+	if !ok {
+		return false
+	}
+	wp := e.packConv3x3(w, d, true)
+	e.runDirect(d, g, wp, nil, dx)
+	wp.Release()
+	return true
+}
+
 func boolConst(name string, v bool) string {
 	if v {
 		return "const " + name + ": bool = true;"
