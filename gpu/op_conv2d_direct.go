@@ -57,22 +57,17 @@ type directConv struct {
 // planDirect returns the plan for a direct convolution from in (ci
 // channels) to out (co channels), or false when it needs a split the
 // kernel cannot follow (then the caller runs the GEMM kernels): packed
-// weights larger than one binding, output-channel blocks narrower than a
-// tile, or more pixel blocks in one image than one dispatch covers.
+// weights larger than one binding, or output-channel blocks narrower than a
+// tile.
 func (e *Engine) planDirect(n, ci, co, h, w int, in, out *Tensor) (directConv, bool) {
-	d := directConv{n: n, ci: ci, co: co, h: h, w: w, cp: (co + 15) &^ 15}
+	d := directConv{n: n, ci: ci, co: co, h: h, w: w, cp: ceilDiv(co, convDirectTile) * convDirectTile}
 	if uint64(ci*9*d.cp)*4 > e.maxBinding {
 		return d, false
 	}
-	perImg := h * ceilDiv(w, convDirectTile)
-	maxImgs := 65535 * convDirectWG / perImg
-	if maxImgs < 1 {
-		return d, false
-	}
-	d.s = e.convSplitFor(n, in, ci, h*w, out, co, h*w, maxImgs)
+	d.s = e.convSplitFor(n, in, ci, h*w, out, co, h*w, n)
 	if d.s.bc < co {
 		// Output-channel blocks must start at a tile of packed weights.
-		d.s.bc &^= 15
+		d.s.bc -= d.s.bc % convDirectTile
 		if d.s.bc == 0 {
 			return d, false
 		}
@@ -128,7 +123,7 @@ func (e *Engine) runDirect(d directConv, in, wp, bias, out *Tensor) {
 					co0, npb, segs, flags,
 					d.h, d.w, xoff, d.ci * plane,
 					ooff, d.co * plane, 0, 0}
-				e.Dispatch(k, p, [3]uint32{uint32(ceilDiv(npb, convDirectWG)), uint32(ceilDiv(coc, 16)), 1},
+				e.Dispatch(k, p, e.Grid1D(npb*ceilDiv(coc, convDirectTile), convDirectWG),
 					bindVec4(xb), wb, bb, ob)
 			})
 		})

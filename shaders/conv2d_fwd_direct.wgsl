@@ -14,14 +14,15 @@
 // 3 x 16 x 16 = 768 FMAs (the GEMM kernels' best is 32 loads per 1024).
 //
 // The weights come pre-arranged (conv2d_pack_w.wgsl) as wp
-// [CP/16, Cin*9, 16], CP = Cout rounded up to 16 (zeros past Cout): the
+// [CP/16, Cin*9, 16], CP = Cout rounded up to 16 (zeros past Cout, whose
+// outputs are never stored): the
 // weights of one tile of 16 output channels are contiguous, and so are the
 // 12 vec4s one (ci, kh) step reads, so an invocation streams through them:
 //   wp[cb][(ci*3 + kh)*3 + kw][j] = w[16*cb + j, ci, kh, kw].
 // The same kernel computes the input gradient of such a convolution (a
 // 3x3, stride 1, pad 1 convolution of g with the flipped, transposed
 // weights, which conv2d_pack_w.wgsl arranges the same way).
-
+//
 // Go prepends (Kernel.Consts): XVEC: bool, W and the x window's start are
 // multiples of 4 floats, so an input row is read as vec4s.
 //
@@ -29,8 +30,10 @@
 // than one binding, as for conv2d_fwd.wgsl): images [0, nb) of the x and
 // out windows, output channels co0 + [0, m), input channels ci0 + [0, cin).
 // Pixel blocks (n, oh, ow0 = 16*s) are numbered b = (n*H + oh)*segs + s,
-// segs = ceil(W/16), npb = nb*H*segs of them; invocation (b, j) owns block
-// b and output channels co0 + 16*j + [0, 16).
+// segs = ceil(W/16), npb = nb*H*segs of them; invocation t owns block
+// b = t % npb and output channels co0 + 16*j + [0, 16), j = t / npb (so a
+// workgroup's 8 invocations share their weights unless npb is small, and
+// small planes still fill the SIMD lanes).
 // Addresses (ci, co local to the block, n local to the windows):
 //   x:   x_off + n*x_img + ci*H*W + ih*W + iw   (floats)
 //   out: o_off + n*o_img + co*H*W + oh*W + ow
@@ -44,8 +47,8 @@
 //
 // Bindings: 0 params; 1 x (read as vec4; bound in whole vec4s); 2 wp;
 //           3 bias (any buffer when flags bit 0 is clear); 4 out (read_write).
-// Dispatch: (ceil(npb / 8), ceil(m / 16), 1), workgroup 8 (one SIMD group
-// on llvmpipe; the 8 invocations share their weights).
+// Dispatch: Grid1D(npb * ceil(m / 16), 8), workgroup 8 (one SIMD group on
+// llvmpipe).
 struct P {
   m: u32, cin: u32, krows: u32, ci0: u32,
   co0: u32, npb: u32, segs: u32, flags: u32,
@@ -137,8 +140,7 @@ fn taps(t: ptr<function, Acc>, w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: 
 fn block(n: u32, oh: u32, ow0: u32, cb: u32) -> Acc {
   var t: Acc;
   let hw = p.h * p.w;
-  // Input row oh - 1 of channel 0; each (ci, kh) step moves one row down,
-  // and from kh = 2 to the next channel's kh = 0 by hw - 2*W.
+  // rb: the plane of input channel ci; ih: input row oh + kh - 1.
   var rb = p.x_off + n * p.x_img;
   var ih = i32(oh) - 1;
   var kh = 0u;
@@ -170,31 +172,64 @@ fn block(n: u32, oh: u32, ow0: u32, cb: u32) -> Acc {
   return t;
 }
 
+// put writes output channel co (block-local; cb for the bias), pixels
+// ow .. ow + 3 at out address o .. o + 3: v plus the bias (flags bit 0)
+// plus the old value (bit 1); channels past m and pixels past W are
+// skipped.
+fn put(o: u32, co: u32, ow: u32, cb: u32, v: vec4<f32>) {
+  if (co >= p.m) { return; }
+  var r = v;
+  if ((p.flags & 1u) != 0u) { r += vec4<f32>(bias[cb]); }
+  let np = min(4u, p.w - min(ow, p.w));
+  for (var j = 0u; j < np; j++) {
+    var y = r[j];
+    if ((p.flags & 2u) != 0u) { y += out[o + j]; }
+    out[o + j] = y;
+  }
+}
+
+// put_block writes accumulator m (column r: pixel ow + r, rows: channels
+// co .. co + 3) at out address o for channel co, pixel ow.
+fn put_block(o: u32, co: u32, ow: u32, cb: u32, m: mat4x4<f32>) {
+  let u = transpose(m); // u[i]: channel co + i, 4 pixels
+  let hw = p.h * p.w;
+  put(o + co * hw, co, ow, cb, u[0]);
+  put(o + (co + 1u) * hw, co + 1u, ow, cb + 1u, u[1]);
+  put(o + (co + 2u) * hw, co + 2u, ow, cb + 2u, u[2]);
+  put(o + (co + 3u) * hw, co + 3u, ow, cb + 3u, u[3]);
+}
+
 @compute @workgroup_size(8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let b = gid.x;
-  let co = gid.y * 16u; // block-local
-  if (b >= p.npb || co >= p.m) { return; }
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let inv = gid.x + gid.y * nwg.x * 8u;
+  let b = inv % p.npb;
+  let co = (inv / p.npb) * 16u; // block-local
+  if (co >= p.m) { return; }
   let s = b % p.segs;
   let row = b / p.segs;
   let n = row / p.h;
   let oh = row % p.h;
   let ow0 = s * 16u;
   var t = block(n, oh, ow0, (p.co0 + co) / 16u);
-  // Epilogue: a single store site with runtime bounds keeps the code (and
-  // the CPU driver's compile time) small; it runs once per invocation.
-  let nc = min(16u, p.m - co);
-  let np = min(16u, p.w - ow0);
+  // Epilogue with constant accumulator indices only: a runtime loop that
+  // indexed the accumulators made lavapipe's JIT of this shader take ~9 s
+  // instead of ~2 s (cold cache, contended 2-core machine).
   let ob = p.o_off + n * p.o_img + oh * p.w + ow0;
-  let hw = p.h * p.w;
-  for (var i = 0u; i < nc; i++) {
-    var bv = 0.0;
-    if ((p.flags & 1u) != 0u) { bv = bias[p.co0 + co + i]; }
-    let o = ob + (co + i) * hw;
-    for (var j = 0u; j < np; j++) {
-      var r = t.c[(i / 4u) * 4u + j / 4u][j % 4u][i % 4u] + bv;
-      if ((p.flags & 2u) != 0u) { r += out[o + j]; }
-      out[o + j] = r;
-    }
-  }
+  let cg = p.co0 + co; // first channel, for the bias
+  put_block(ob, co, ow0, cg, t.c[0]);
+  put_block(ob + 4u, co, ow0 + 4u, cg, t.c[1]);
+  put_block(ob + 8u, co, ow0 + 8u, cg, t.c[2]);
+  put_block(ob + 12u, co, ow0 + 12u, cg, t.c[3]);
+  put_block(ob, co + 4u, ow0, cg + 4u, t.c[4]);
+  put_block(ob + 4u, co + 4u, ow0 + 4u, cg + 4u, t.c[5]);
+  put_block(ob + 8u, co + 4u, ow0 + 8u, cg + 4u, t.c[6]);
+  put_block(ob + 12u, co + 4u, ow0 + 12u, cg + 4u, t.c[7]);
+  put_block(ob, co + 8u, ow0, cg + 8u, t.c[8]);
+  put_block(ob + 4u, co + 8u, ow0 + 4u, cg + 8u, t.c[9]);
+  put_block(ob + 8u, co + 8u, ow0 + 8u, cg + 8u, t.c[10]);
+  put_block(ob + 12u, co + 8u, ow0 + 12u, cg + 8u, t.c[11]);
+  put_block(ob, co + 12u, ow0, cg + 12u, t.c[12]);
+  put_block(ob + 4u, co + 12u, ow0 + 4u, cg + 12u, t.c[13]);
+  put_block(ob + 8u, co + 12u, ow0 + 8u, cg + 12u, t.c[14]);
+  put_block(ob + 12u, co + 12u, ow0 + 12u, cg + 12u, t.c[15]);
 }
