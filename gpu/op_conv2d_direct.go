@@ -5,8 +5,8 @@ import "os"
 // ConvKernelEnv selects the kernel for 3x3, stride-1, pad-1 convolutions:
 // "direct" (shaders/conv2d_fwd_direct.wgsl, register-blocked for CPU
 // adapters, the default there) or "gemm" (the implicit-GEMM kernels, the
-// default on GPUs and the only kernels for every other geometry). See
-// conv3x3Direct for the measurements.
+// default on GPUs and the only kernels for every other geometry, and for
+// dW). See op_conv2d.go and conv3x3Direct for the measurements.
 const ConvKernelEnv = "INSTRUCTBOOTH_CONV"
 
 // convDirectTile is the number of output channels, and of consecutive
@@ -19,22 +19,29 @@ const convDirectWG = 8
 
 // conv3x3Direct reports whether the convolution c runs through the direct
 // kernel: a 3x3 kernel, stride 1, pad 1, on a CPU adapter (or when
-// ConvKernelEnv says "direct").
+// ConvKernelEnv says "direct"). The forward and dX of such convolutions
+// take it whatever their size: it beat the GEMM kernels at every shape
+// measured (see op_conv2d.go), down to 4x4 planes.
 //
-// Why: on lavapipe every load from storage or workgroup memory is a loop
-// over the SIMD lanes, so what counts is FMAs per load. The implicit-GEMM
-// kernel (conv2d_fwd.wgsl) stages both operands through workgroup memory
-// with barriers and gathers x with im2col index math per element; the
-// direct kernel gives each invocation 16 output channels x 16 pixels of one
-// output row and, per (input channel, kernel row), loads the 18 input
-// pixels it needs once for all three kernel columns: 6 vec4 x loads and 12
-// vec4 weight loads for 768 FMAs, from weights arranged once per call
-// (conv2d_pack_w.wgsl, [Cin*9, Cout] padded to 16 columns).
-//
-// Measured with cmd/bench -op conv3x3 (1x320x32x32, Cout 320) on the 2-core
-// machine with other jobs running, as a ratio to the engine's matmul rate in
-// the same run: see the figures in the report of the commit that added it
-// and in op_conv2d.go's header.
+// Design (shaders/conv2d_fwd_direct.wgsl has the details): each invocation
+// owns 16 output channels x 16 consecutive pixels of one output row in
+// sixteen mat4x4 accumulators and, per (input channel, kernel row), loads
+// the 18 input pixels it needs once for all three kernel columns: 6 vec4 x
+// loads and 12 vec4 weight loads for 768 FMAs, with no workgroup memory.
+// The weights are arranged once per call (conv2d_pack_w.wgsl, ~3-4 ms for
+// 320x320x3x3, ~3% of that convolution) into tiles of 16 output channels
+// whose rows are contiguous, so each invocation streams through its tile.
+// Measured alternatives, same machine (ratios to the GEMM kernel in the
+// same process; the machine's load moves them by ~30%): weights as one
+// row-major [Cin*9, Cout] matrix (steps of 3 rows, 7.7 KB at 640 channels)
+// 0.9-1.3x at 1x640x16x16, where the tiles give 1.4-2.4x; 16 x 32 pixels
+// per invocation slower at 3 of 4 shapes (by up to 40%) and ~15 s to JIT;
+// the three kernel columns as a runtime loop that shifts the input row in
+// registers ~10-15% slower. Invocations are numbered over (pixel block,
+// channel tile) in one linear order rather than a 2-D grid so that planes
+// with fewer than 8 pixel blocks (4x4: one block per row) still fill the
+// SIMD lanes. Cold JIT of the kernel is ~2 s on the contended machine (the
+// GEMM kernels ~1.6 s).
 func (e *Engine) conv3x3Direct(c convGeom) bool {
 	direct := e.Info.Type == "cpu"
 	switch os.Getenv(ConvKernelEnv) {

@@ -11,7 +11,7 @@
 // x[ci, oh + kh - 1, ow0 - 1 .. ow0 + 16] once (6 vec4 loads, or 18 scalar
 // loads when W is not a multiple of 4) and shares them between the three
 // kernel columns kw, whose 16 weights each are 4 vec4 loads: 18 loads for
-// 3 x 16 x 16 = 768 FMAs (the GEMM kernels' best is 32 loads per 1024).
+// 3 x 16 x 16 = 768 FMAs (matmul_fwd.wgsl's direct entry: 32 per 1024).
 //
 // The weights come pre-arranged (conv2d_pack_w.wgsl) as wp
 // [CP/16, Cin*9, 16], CP = Cout rounded up to 16 (zeros past Cout, whose

@@ -1,6 +1,7 @@
 // conv2d_pack_w: arranges 3x3 conv weights w [Cout, Cin, 3, 3] for
 // conv2d_fwd_direct.wgsl as wp [CP/16, A*9, 16] (tiles of 16 columns, each
-// tile's rows contiguous), CP = ct*16 >= cn, zeros in columns c >= cn:
+// tile's rows contiguous), CP = ct*16 >= cn, zeros in columns c >= cn
+// (their outputs are never stored; the zeros keep them finite):
 //   forward (flip = 0):  A = Cin, cn = Cout:  wp[c/16][a*9 + t][c%16] = w[c, a, t]
 //   input gradient (flip = 1): A = Cout, cn = Cin:  wp[c/16][a*9 + t][c%16] = w[a, c, 8 - t]
 // (t = kh*3 + kw; the input gradient of a 3x3 stride-1 pad-1 convolution is
