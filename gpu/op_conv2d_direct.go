@@ -103,7 +103,7 @@ func (e *Engine) packConv3x3(w *Tensor, d directConv, flip bool) *Tensor {
 	return wp
 }
 
-// run dispatches the direct kernel over d's split: in and out are
+// runDirect dispatches the direct kernel over d's split: in and out are
 // [N, ci, H, W] and [N, co, H, W]; bias [co] or nil.
 func (e *Engine) runDirect(d directConv, in, wp, bias, out *Tensor) {
 	k := Kernel{File: "conv2d_fwd_direct.wgsl", Entry: "main", Consts: boolConst("XVEC", d.w%4 == 0)}
@@ -166,6 +166,7 @@ func (e *Engine) conv2dBackwardInputDirect(c convGeom, g, w, dx *Tensor) bool {
 	return true
 }
 
+// boolConst returns the WGSL line `const name: bool = v;` (Kernel.Consts).
 func boolConst(name string, v bool) string {
 	if v {
 		return "const " + name + ": bool = true;"
