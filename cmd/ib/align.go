@@ -101,9 +101,6 @@ func alignCmd(args []string, stdout, stderr io.Writer) error {
 		Guidance: g, TimestepFraction: *fraction, Width: *resolution, Height: *resolution, Rank: *rank,
 		LR: float32(*lr), Seed: seed, WorkDir: *work, SamplesPerPrompt: *perPrompt,
 	}.WithDefaults()
-	if *perPrompt > 1 {
-		cfg.StatMinCount = min(cfg.StatMinCount, *perPrompt)
-	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}

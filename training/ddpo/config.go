@@ -77,8 +77,7 @@ type Config struct {
 	// SamplesPerPrompt groups an epoch's samples: SamplesPerEpoch /
 	// SamplesPerPrompt prompts are drawn, each sampled this many times
 	// (consecutively), so every prompt's rewards have peers from the same
-	// policy to be compared with (set StatMinCount to at most this to
-	// standardise each within its own prompt from the first epoch on).
+	// policy to be compared with (see StatMinCount).
 	// 0 or 1 draws a prompt per sample.
 	SamplesPerPrompt int
 	// MicroBatch splits each training batch into forward/backward passes
@@ -112,7 +111,9 @@ type Config struct {
 	ClipRange float64
 	// AdvClip clips the advantages to [-AdvClip, AdvClip].
 	AdvClip float64
-	// StatBuffer and StatMinCount configure the per-prompt StatTracker.
+	// StatBuffer and StatMinCount configure the per-prompt StatTracker
+	// (StatMinCount 0: SamplesPerPrompt when that is over 1, so each group
+	// is standardised within itself, else DefaultStatMin).
 	StatBuffer, StatMinCount int
 	// MaxLogRatio stops the run when a trained step's |log ratio| exceeds
 	// it.
@@ -169,6 +170,9 @@ func (c Config) WithDefaults() Config {
 	setD(&c.ClipRange, DefaultClipRange)
 	setD(&c.AdvClip, DefaultAdvClip)
 	setI(&c.StatBuffer, DefaultStatBuffer)
+	if c.SamplesPerPrompt > 1 {
+		setI(&c.StatMinCount, c.SamplesPerPrompt)
+	}
 	setI(&c.StatMinCount, DefaultStatMin)
 	setD(&c.MaxLogRatio, DefaultMaxLogRatio)
 	setI(&c.KeepCheckpoints, DefaultKeep)

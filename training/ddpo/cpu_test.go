@@ -214,6 +214,9 @@ func TestConfig(t *testing.T) {
 			t.Errorf("accepted %+v", d)
 		}
 	}
+	if g := (Config{Prompts: []string{"a"}, SamplesPerPrompt: 4}).WithDefaults(); g.StatMinCount != 4 {
+		t.Fatalf("groups of 4: stat tracker minimum %d", g.StatMinCount)
+	}
 	// Grouped prompts: 4 runs of 4 equal prompts, drawn as the ungrouped
 	// epoch draws its first 4, and the same on every call.
 	c.Prompts = []string{"a", "b", "c", "d", "e", "f", "g"}

@@ -57,7 +57,7 @@ type Options struct {
 	TimestepFraction, ClipRange   float64
 	Rank                          int
 	// PerPrompt samples of each drawn prompt per epoch: rewards are
-	// standardised within the prompt's group (StatMinCount = PerPrompt).
+	// standardised within the prompt's group (ddpo.Config.SamplesPerPrompt).
 	PerPrompt int
 	// AccumBatches batches per AdamW step (0: one step per inner epoch);
 	// InnerEpochs passes over each epoch's samples.
@@ -100,10 +100,17 @@ func (o Options) progress(p Progress) {
 }
 
 // TrainActivities are the DDPO training activities: each of the world's
-// contexts alone.
+// contexts alone, and the pairs of an accessory or action with a
+// background that HeldOutActivities leaves out (so the held-out pairs are
+// new combinations of trained contexts).
 var TrainActivities = []string{
 	"on the grass", "floating on the water", "at night", "in the desert",
 	"wearing a hat", "with popcorn in it", "jumping", "lying down", "playing with a ball",
+	"wearing a hat floating on the water", "wearing a hat in the desert",
+	"with popcorn in it on the grass", "with popcorn in it at night", "with popcorn in it in the desert",
+	"jumping on the grass", "jumping floating on the water",
+	"lying down on the grass", "lying down at night",
+	"playing with a ball floating on the water", "playing with a ball at night", "playing with a ball in the desert",
 }
 
 // HeldOutActivities are the evaluation activities: pairs of contexts that
@@ -341,7 +348,7 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction,
 		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
 		AccumBatches: o.AccumBatches, InnerEpochs: o.InnerEpochs,
-		SamplesPerPrompt: o.PerPrompt, StatBuffer: 32, StatMinCount: max(2, o.PerPrompt), NoGradCheckpointing: true,
+		SamplesPerPrompt: o.PerPrompt, StatBuffer: 32, NoGradCheckpointing: true,
 		WorkDir: filepath.Join(o.Out, DirWork, "ddpo"),
 	}
 	comps := generate.FromPipeline(pl, "toyworld-dreambooth")

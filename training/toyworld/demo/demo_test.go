@@ -209,3 +209,39 @@ func TestRun_quick(t *testing.T) {
 		}
 	}
 }
+
+// TestActivities checks the prompt sets: every held-out activity is a pair
+// of contexts (an accessory or action, and a background) that no training
+// activity combines, while both of its contexts are trained.
+func TestActivities(t *testing.T) {
+	train := map[string]bool{}
+	for _, a := range TrainActivities {
+		train[a] = true
+	}
+	for _, a := range HeldOutActivities {
+		if train[a] {
+			t.Errorf("held-out activity %q is trained", a)
+		}
+		p := toyworld.ParsePrompt("a star " + a)
+		if p.Background == toyworld.AnyBackground || p.Accessory == toyworld.AnyAccessory && p.Action == toyworld.AnyAction {
+			t.Errorf("held-out activity %q is not a context with a background: %+v", a, p)
+		}
+		bg, other := false, false
+		for _, b := range TrainActivities {
+			q := toyworld.ParsePrompt("a star " + b)
+			named := q.Accessory != toyworld.AnyAccessory || q.Action != toyworld.AnyAction
+			if q.Background == p.Background && !named {
+				bg = true
+			}
+			if q.Background == toyworld.AnyBackground && q.Accessory == p.Accessory && q.Action == p.Action {
+				other = true
+			}
+			if q == p {
+				t.Errorf("training activity %q names what held-out %q names", b, a)
+			}
+		}
+		if !bg || !other {
+			t.Errorf("held-out %q: its contexts are not both trained alone (background %v, other %v)", a, bg, other)
+		}
+	}
+}
