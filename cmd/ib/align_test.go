@@ -25,7 +25,7 @@ func TestAlign_endToEnd(t *testing.T) {
 	os.WriteFile(acts, []byte("playing soccer\nriding a bike\n"), 0o644)
 	args := []string{"align", "--model", filepath.Join(fx, "diffusers"), "--lora", filepath.Join(fx, "lora", "lora_kohya.safetensors") + ":0.8",
 		"--class", "dog", "--identifier", "sks", "--activities", acts, "--reward", "brightness",
-		"--samples-per-epoch", "2", "--samples-per-prompt", "2", "--batch", "2", "--steps", "2", "--guidance", "1", "--timestep-fraction", "0.5",
+		"--samples-per-epoch", "2", "--samples-per-prompt", "2", "--pooled-std", "--batch", "2", "--steps", "2", "--guidance", "1", "--timestep-fraction", "0.5",
 		"--resolution", "64", "--lr", "1e-3", "--seed", "5", "--out", out, "--format", "diffusers", "--f16-weights=false"}
 	code, stdout, stderr := ib(t, append(args, "--epochs", "1")...)
 	if code != 0 {

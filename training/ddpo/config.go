@@ -115,6 +115,10 @@ type Config struct {
 	// (StatMinCount 0: SamplesPerPrompt when that is over 1, so each group
 	// is standardised within itself, else DefaultStatMin).
 	StatBuffer, StatMinCount int
+	// PooledStd divides every centred reward by the batch's pooled
+	// within-prompt standard deviation instead of its prompt's own
+	// (StatTracker.Pooled).
+	PooledStd bool
 	// MaxLogRatio stops the run when a trained step's |log ratio| exceeds
 	// it.
 	MaxLogRatio float64

@@ -70,6 +70,31 @@ func TestStatTracker(t *testing.T) {
 	if _, err := s.Update([]string{"a"}, nil); err == nil {
 		t.Fatal("mismatched lengths accepted")
 	}
+
+	// Pooled: groups of 2 with own statistics. "x" differs by 0.5, "y" by
+	// 0.002: per prompt both get advantages of ±1; pooled, "y" gets
+	// ±0.002/rms where rms = sqrt((0.25² + 0.25² + 0.001² + 0.001²)/4).
+	for _, pooled := range []bool{false, true} {
+		s := NewStatTracker(2, 2)
+		s.Pooled = pooled
+		adv, _ := s.Update([]string{"x", "x", "y", "y"}, []float64{0.2, 0.7, 0.5, 0.502})
+		want := []float64{-1, 1, -1, 1}
+		if pooled {
+			rms := math.Sqrt((2*0.25*0.25 + 2*0.001*0.001) / 4)
+			want = []float64{-0.25 / rms, 0.25 / rms, -0.001 / rms, 0.001 / rms}
+		}
+		for i := range want {
+			if math.Abs(adv[i]-want[i]) > 2e-3 { // the 1e-6 added to 0.001
+				t.Fatalf("pooled %v: advantages %v, want %v", pooled, adv, want)
+			}
+		}
+		js, _ := json.Marshal(s.State())
+		var st TrackerState
+		json.Unmarshal(js, &st)
+		if st.Pooled != pooled {
+			t.Fatalf("state %s lost Pooled", js)
+		}
+	}
 }
 
 // TestClippedSurrogate checks the objective, its gradient with respect to

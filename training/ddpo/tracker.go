@@ -14,8 +14,17 @@ import (
 // least MinCount rewards, and otherwise with the mean and standard
 // deviation of the whole batch passed to Update; 1e-6 is added to the
 // standard deviation in both cases.
+//
+// With Pooled set, rewards are centred the same way but all divided by
+// one scale: the root mean square of the batch's centred rewards (the
+// pooled within-prompt standard deviation). Per-prompt division turns the
+// tiny differences of a prompt whose samples all score alike into
+// advantages as large as those of a prompt whose samples really differ;
+// pooling keeps such prompts' advantages near zero (the bias of
+// per-question standardisation noted by Liu et al. 2025, "Dr. GRPO").
 type StatTracker struct {
 	BufferSize, MinCount int
+	Pooled               bool
 	buf                  map[string][]float64
 }
 
@@ -40,6 +49,7 @@ func (s *StatTracker) Update(prompts []string, rewards []float64) ([]float64, er
 		byPrompt[p] = append(byPrompt[p], i)
 	}
 	adv := make([]float64, len(rewards))
+	sds := make([]float64, len(rewards))
 	for _, p := range order {
 		b := s.buf[p]
 		for _, i := range byPrompt[p] {
@@ -54,8 +64,21 @@ func (s *StatTracker) Update(prompts []string, rewards []float64) ([]float64, er
 			m, sd = meanStd(b)
 		}
 		for _, i := range byPrompt[p] {
-			adv[i] = (rewards[i] - m) / (sd + 1e-6)
+			adv[i], sds[i] = rewards[i]-m, sd
 		}
+	}
+	var pooled float64
+	if s.Pooled {
+		for _, a := range adv {
+			pooled += a * a
+		}
+		pooled = math.Sqrt(pooled / float64(len(adv)))
+	}
+	for i := range adv {
+		if s.Pooled {
+			sds[i] = pooled
+		}
+		adv[i] /= sds[i] + 1e-6
 	}
 	return adv, nil
 }
@@ -68,13 +91,14 @@ func (s *StatTracker) Buffer(prompt string) []float64 {
 // TrackerState is a StatTracker's buffers, for checkpoints (JSON).
 type TrackerState struct {
 	BufferSize, MinCount int
+	Pooled               bool        `json:",omitempty"`
 	Prompts              []string    // sorted
 	Buffers              [][]float64 // Buffers[i] of Prompts[i], oldest first
 }
 
 // State returns the tracker's buffers.
 func (s *StatTracker) State() TrackerState {
-	st := TrackerState{BufferSize: s.BufferSize, MinCount: s.MinCount}
+	st := TrackerState{BufferSize: s.BufferSize, MinCount: s.MinCount, Pooled: s.Pooled}
 	for p := range s.buf {
 		st.Prompts = append(st.Prompts, p)
 	}
@@ -90,7 +114,7 @@ func (s *StatTracker) SetState(st TrackerState) error {
 	if len(st.Prompts) != len(st.Buffers) {
 		return fmt.Errorf("ddpo: tracker state has %d prompts and %d buffers", len(st.Prompts), len(st.Buffers))
 	}
-	s.BufferSize, s.MinCount = st.BufferSize, st.MinCount
+	s.BufferSize, s.MinCount, s.Pooled = st.BufferSize, st.MinCount, st.Pooled
 	s.buf = map[string][]float64{}
 	for i, p := range st.Prompts {
 		s.buf[p] = append([]float64(nil), st.Buffers[i]...)

@@ -131,6 +131,7 @@ func New(c generate.Components, scorer reward.Scorer, cfg Config) (*Trainer, err
 	}
 	e := c.UNet.W.E
 	t := &Trainer{cfg: cfg, c: c, e: e, scorer: scorer, tracker: NewStatTracker(cfg.StatBuffer, cfg.StatMinCount)}
+	t.tracker.Pooled = cfg.PooledStd
 	mods := lora.AttentionModules(c.UNet.W)
 	if len(mods) == 0 {
 		return nil, fmt.Errorf("ddpo: the U-Net has no attention projections to adapt")

@@ -59,6 +59,9 @@ type Options struct {
 	// PerPrompt samples of each drawn prompt per epoch: rewards are
 	// standardised within the prompt's group (ddpo.Config.SamplesPerPrompt).
 	PerPrompt int
+	// PooledStd scales the centred rewards by the batch's pooled
+	// within-prompt standard deviation (ddpo.Config.PooledStd).
+	PooledStd bool
 	// AccumBatches batches per AdamW step (0: one step per inner epoch);
 	// InnerEpochs passes over each epoch's samples.
 	AccumBatches, InnerEpochs int
@@ -348,7 +351,7 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction,
 		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
 		AccumBatches: o.AccumBatches, InnerEpochs: o.InnerEpochs,
-		SamplesPerPrompt: o.PerPrompt, StatBuffer: 32, NoGradCheckpointing: true,
+		SamplesPerPrompt: o.PerPrompt, PooledStd: o.PooledStd, StatBuffer: 32, NoGradCheckpointing: true,
 		WorkDir: filepath.Join(o.Out, DirWork, "ddpo"),
 	}
 	comps := generate.FromPipeline(pl, "toyworld-dreambooth")
