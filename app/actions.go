@@ -64,17 +64,20 @@ type AlignConfig struct {
 	SamplesPerEpoch int      `json:"samples_per_epoch"`
 	// SamplesPerPrompt > 1 samples each drawn prompt this many times per
 	// epoch and compares the rewards within the prompt (ddpo.Config).
-	SamplesPerPrompt int     `json:"samples_per_prompt,omitempty"`
-	SamplingSteps    int     `json:"sampling_steps"` // DDIM steps
-	Eta              float64 `json:"eta"`            // DDIM eta (1: the stochastic policy DDPO needs)
-	Guidance         float64 `json:"guidance"`
-	LearningRate     float64 `json:"learning_rate"`
-	BatchSize        int     `json:"batch_size"` // samples per gradient step
-	InnerEpochs      int     `json:"inner_epochs"`
-	ClipRange        float64 `json:"clip_range"`   // PPO ratio clip
-	AdvClipMax       float64 `json:"adv_clip_max"` // advantage clip
-	CheckpointEvery  int     `json:"checkpoint_every"`
-	Seed             uint64  `json:"seed"`
+	SamplesPerPrompt int `json:"samples_per_prompt,omitempty"`
+	// PooledStd scales centred rewards by the batch's pooled
+	// within-prompt standard deviation (ddpo.Config.PooledStd).
+	PooledStd       bool    `json:"pooled_std,omitempty"`
+	SamplingSteps   int     `json:"sampling_steps"` // DDIM steps
+	Eta             float64 `json:"eta"`            // DDIM eta (1: the stochastic policy DDPO needs)
+	Guidance        float64 `json:"guidance"`
+	LearningRate    float64 `json:"learning_rate"`
+	BatchSize       int     `json:"batch_size"` // samples per gradient step
+	InnerEpochs     int     `json:"inner_epochs"`
+	ClipRange       float64 `json:"clip_range"`   // PPO ratio clip
+	AdvClipMax      float64 `json:"adv_clip_max"` // advantage clip
+	CheckpointEvery int     `json:"checkpoint_every"`
+	Seed            uint64  `json:"seed"`
 }
 
 // defaultAlignPrompts are prompts that ask for more than the photos show.
@@ -316,6 +319,7 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 				textField("Reward", &rewardSpec, false, "imagereward:PATH (ImageReward.pt), clip:PATH, pickscore:PATH, jpeg, brightness, or toyworld for the toy world model")}
 			advanced = []field{intField("Samples per epoch", &c.SamplesPerEpoch, 1, 4096, ""),
 				intField("Samples per prompt", &c.SamplesPerPrompt, 0, 4096, "0: a prompt per sample; more: rewards compared within each prompt"),
+				boolField("Pooled reward scale", &c.PooledStd, "divide centred rewards by the batch's pooled within-prompt spread"),
 				intField("Sampling steps", &c.SamplingSteps, 1, 1000, "DDIM"), floatField("Eta", &c.Eta, 0, 1, "DDIM eta; 1 gives the stochastic policy"),
 				floatField("Guidance", &c.Guidance, 0, 30, ""), floatField("Learning rate", &c.LearningRate, 0, 1, ""),
 				intField("Batch size", &c.BatchSize, 1, 256, ""), intField("Inner epochs", &c.InnerEpochs, 1, 100, ""),

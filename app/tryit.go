@@ -237,13 +237,18 @@ func toyPersonalizeConfig(s store.Subject) PersonalizeConfig {
 }
 
 func toyAlignConfig(s store.Subject) AlignConfig {
+	// Both prompt kinds, as the demo trains ("a {id} {class} <activity>"
+	// and "a {class} <activity>").
 	var prompts []string
 	for _, a := range demo.TrainActivities {
-		prompts = append(prompts, promptFor("a {id} {class} "+a, s))
+		prompts = append(prompts, promptFor("a {id} {class} "+a, s), promptFor("a {class} "+a, s))
 	}
+	d := demo.DefaultOptions("", "")
 	return AlignConfig{
-		Prompts: prompts, Reward: demo.RewardName, Epochs: 8, SamplesPerEpoch: 32, SamplingSteps: 10, Eta: 1,
-		Guidance: 5, LearningRate: 1e-3, BatchSize: 16, InnerEpochs: 1, ClipRange: 0.2, AdvClipMax: 5, CheckpointEvery: 2,
+		Prompts: prompts, Reward: demo.RewardName, Epochs: d.Epochs, SamplesPerEpoch: d.Samples,
+		SamplesPerPrompt: d.PerPrompt, PooledStd: d.PooledStd, SamplingSteps: d.Steps, Eta: 1,
+		Guidance: float64(d.Guidance), LearningRate: float64(d.LR), BatchSize: d.Batch, InnerEpochs: 1,
+		ClipRange: d.ClipRange, AdvClipMax: 5, CheckpointEvery: 2,
 	}
 }
 

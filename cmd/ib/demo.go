@@ -36,6 +36,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	inner := fs.Int("inner-epochs", d.InnerEpochs, "DDPO passes over each epoch's samples")
 	perPrompt := fs.Int("per-prompt", d.PerPrompt, "DDPO samples of each drawn prompt per epoch (rewards compared within the prompt)")
 	pooled := fs.Bool("pooled-std", d.PooledStd, "DDPO: divide centred rewards by the batch's pooled within-prompt std, not each prompt's own")
+	early := fs.Float64("early-fraction", d.EarlyFraction, "DDPO trains only steps in the first share of each trajectory (0: all)")
 	clip := fs.Float64("clip-range", d.ClipRange, "DDPO ratio clip range")
 	tfrac := fs.Float64("timestep-fraction", d.TimestepFraction, "DDPO share of each trajectory's steps trained")
 	evalImages := fs.Int("eval-images", d.EvalImages, "evaluation images per prompt and model")
@@ -59,7 +60,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 		o.DBSteps, o.DBLR, o.ClassImages = *dbSteps, float32(*dbLR), *classImages
 		o.Epochs, o.Samples, o.Batch, o.Steps, o.LR = *epochs, *samples, *batch, *steps, float32(*lr)
 		o.AccumBatches, o.InnerEpochs, o.ClipRange, o.TimestepFraction = *accum, *inner, *clip, *tfrac
-		o.PerPrompt, o.PooledStd = *perPrompt, *pooled
+		o.PerPrompt, o.PooledStd, o.EarlyFraction = *perPrompt, *pooled, *early
 		o.EvalImages, o.EvalSteps = *evalImages, *evalSteps
 	}
 	start := time.Now()

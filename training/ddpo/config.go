@@ -99,6 +99,16 @@ type Config struct {
 	// TimestepFraction of each sample's steps are trained (at least one);
 	// 0 means 1 (all).
 	TimestepFraction float64
+	// EarlyFraction, in (0, 1), draws the trained steps from the first
+	// EarlyFraction of each trajectory (at least one step; TimestepFraction
+	// still counts against all Steps, capped by the window); 0 means all
+	// steps. With eta 1 the gradient of a step's log-probability carries
+	// a factor 1/sigma_t, which over 10 DDIM steps of SD's schedule grows
+	// from 1.3 at the first step to 24 and 48 at the last two, so the
+	// late, low-noise steps (fine detail) dominate the updates; the early
+	// steps, where the layout and the background are decided, get their
+	// share only in a window.
+	EarlyFraction float64
 	// Width and Height of the images, multiples of 64.
 	Width, Height int
 	// Rank and Alpha of the trainable LoRA on the U-Net's attention
@@ -213,6 +223,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ddpo: eta %g: must be in (0, 1] (the policy must be stochastic)", c.Eta)
 	case !(c.Guidance >= 0 && c.Guidance <= 100):
 		return fmt.Errorf("ddpo: guidance %g: must be between 0 and 100", c.Guidance)
+	case !(c.EarlyFraction >= 0 && c.EarlyFraction < 1):
+		return fmt.Errorf("ddpo: early-step fraction %g: must be in [0, 1)", c.EarlyFraction)
 	case !(c.TimestepFraction > 0 && c.TimestepFraction <= 1):
 		return fmt.Errorf("ddpo: timestep fraction %g: must be in (0, 1]", c.TimestepFraction)
 	case c.Width < 8 || c.Height < 8 || c.Width%8 != 0 || c.Height%8 != 0 || c.Width > 4096 || c.Height > 4096:
@@ -236,7 +248,15 @@ func (c Config) Validate() error {
 // numTrain is the number of trained timesteps per sample, as
 // ddpo-pytorch: int(Steps * TimestepFraction), at least 1.
 func (c Config) numTrain() int {
-	return max(1, int(float64(c.Steps)*c.TimestepFraction))
+	return min(c.window(), max(1, int(float64(c.Steps)*c.TimestepFraction)))
+}
+
+// window is the number of leading steps that training draws from.
+func (c Config) window() int {
+	if c.EarlyFraction <= 0 {
+		return c.Steps
+	}
+	return max(1, int(float64(c.Steps)*c.EarlyFraction))
 }
 
 // accum is the number of batches per optimizer step.

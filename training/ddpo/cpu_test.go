@@ -232,6 +232,8 @@ func TestConfig(t *testing.T) {
 		func(c *Config) { c.Prompts = nil },
 		func(c *Config) { c.SamplesPerPrompt = 3 },
 		func(c *Config) { c.SamplesPerPrompt = -1 },
+		func(c *Config) { c.EarlyFraction = 1 },
+		func(c *Config) { c.EarlyFraction = -0.1 },
 	} {
 		d := c
 		bad(&d)
@@ -241,6 +243,26 @@ func TestConfig(t *testing.T) {
 	}
 	if g := (Config{Prompts: []string{"a"}, SamplesPerPrompt: 4}).WithDefaults(); g.StatMinCount != 4 {
 		t.Fatalf("groups of 4: stat tracker minimum %d", g.StatMinCount)
+	}
+	// Early steps: a window of the first 8 of 10 steps; half of all 10
+	// steps (5) are trained, all inside the window, distinct; a window of
+	// 3 caps them at 3.
+	e := Config{Prompts: []string{"a"}, Steps: 10, TimestepFraction: 0.5, EarlyFraction: 0.8, Seed: 3}.WithDefaults()
+	for _, st := range e.trainedSteps(2, 0, 16) {
+		seen := map[int]bool{}
+		for _, k := range st {
+			if k < 0 || k >= 8 || seen[k] {
+				t.Fatalf("trained steps %v: not distinct steps of the first 8", st)
+			}
+			seen[k] = true
+		}
+		if len(st) != 5 {
+			t.Fatalf("trained steps %v: want 5", st)
+		}
+	}
+	e.EarlyFraction = 0.3
+	if e.numTrain() != 3 || len(e.trainedSteps(0, 0, 1)[0]) != 3 {
+		t.Fatalf("window of 3: %d trained steps", e.numTrain())
 	}
 	// Grouped prompts: 4 runs of 4 equal prompts, drawn as the ungrouped
 	// epoch draws its first 4, and the same on every call.

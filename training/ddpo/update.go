@@ -45,11 +45,7 @@ func (t *Trainer) trainEpoch(ctx context.Context, ep int, samples []*Sample, adv
 	}
 	for inner := 0; inner < cfg.InnerEpochs; inner++ {
 		perm := training.NewStream(cfg.Seed, ep, purposeShuffle|uint32(inner)<<8).Perm(n)
-		ts := training.NewStream(cfg.Seed, ep, purposeTimesteps|uint32(inner)<<8)
-		steps := make([][]int, n) // by position in perm
-		for p := range steps {
-			steps[p] = ts.Perm(cfg.Steps)[:nt]
-		}
+		steps := cfg.trainedSteps(ep, inner, n) // by position in perm
 		for b := 0; b < n/bs; b++ {
 			chunks, err := t.batchChunks(samples, adv, perm[b*bs:(b+1)*bs], steps[b*bs:(b+1)*bs])
 			if err != nil {
@@ -99,6 +95,18 @@ func (t *Trainer) trainEpoch(ctx context.Context, ep int, samples []*Sample, adv
 		st.GradNorm = gradNorms / float64(st.Updates)
 	}
 	return nil
+}
+
+// trainedSteps returns, for each of n samples of epoch ep's inner pass,
+// the indices of the sampling steps it trains: numTrain distinct steps
+// drawn from the first window() of each trajectory.
+func (c Config) trainedSteps(ep, inner, n int) [][]int {
+	ts := training.NewStream(c.Seed, ep, purposeTimesteps|uint32(inner)<<8)
+	steps := make([][]int, n)
+	for p := range steps {
+		steps[p] = ts.Perm(c.window())[:c.numTrain()]
+	}
+	return steps
 }
 
 // batchChunks splits the training batch of samples idx (training steps

@@ -55,7 +55,10 @@ type Options struct {
 	LR                            float32
 	Guidance                      float32
 	TimestepFraction, ClipRange   float64
-	Rank                          int
+	// EarlyFraction limits the trained steps to the first share of each
+	// trajectory (ddpo.Config.EarlyFraction; 0: all).
+	EarlyFraction float64
+	Rank          int
 	// PerPrompt samples of each drawn prompt per epoch: rewards are
 	// standardised within the prompt's group (ddpo.Config.SamplesPerPrompt).
 	PerPrompt int
@@ -348,7 +351,7 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 	size := imageSize(pl)
 	cfg := ddpo.Config{
 		Model: dbDir, Prompts: prompts, Epochs: o.Epochs, SamplesPerEpoch: o.Samples, BatchSize: o.Batch,
-		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction,
+		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction, EarlyFraction: o.EarlyFraction,
 		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
 		AccumBatches: o.AccumBatches, InnerEpochs: o.InnerEpochs,
 		SamplesPerPrompt: o.PerPrompt, PooledStd: o.PooledStd, StatBuffer: 32, NoGradCheckpointing: true,
