@@ -74,6 +74,14 @@ const AttentionKernelEnv = "INSTRUCTBOOTH_ATTENTION"
 // forward kernel owns.
 const attnDirectRows = 32
 
+// attnDqRows and attnDkdvRows are the query rows one invocation of
+// attention_bwd_dq_direct.wgsl owns and the key rows one invocation of
+// attention_bwd_dkdv_direct.wgsl owns (the shaders' block sizes).
+const (
+	attnDqRows   = 32
+	attnDkdvRows = 32
+)
+
 // attnDirect reports whether the forward at head dim d runs the direct
 // kernel.
 //
@@ -172,7 +180,6 @@ func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, 
 	B, H, Lq, D := q.shape[0], q.shape[1], q.shape[2], q.shape[3]
 	Lk := k.shape[2]
 	BH := B * H
-	maxSlices := int(e.Limits.MaxComputeWorkgroupsPerDimension)
 	// delta = rowsum(dO * O) [B, H, Lq].
 	delta := e.alloc(B, H, Lq)
 	e.rowChunks(BH*Lq, []int{D}, 0, func(r0, nr int) {
@@ -186,6 +193,51 @@ func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, 
 	if k.requiresGrad || v.requiresGrad {
 		dk, dv = e.alloc(k.shape...), e.alloc(v.shape...)
 	}
+	if e.attnDirect(D) {
+		e.rowChunks(BH, []int{Lq * D, Lk * D}, 0, func(h0, nh int) {
+			wq := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lq*D, nh*Lq*D)) }
+			wk := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lk*D, nh*Lk*D)) }
+			ps := Params{Lq, Lk, scale, causal, h0, D / 4, nh}
+			if dq != nil {
+				blocks := (Lq + attnDqRows - 1) / attnDqRows
+				e.Dispatch(Kernel{File: "attention_bwd_dq_direct.wgsl", Entry: "main"}, ps, e.Grid1D(nh*blocks, 8),
+					wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wq(dq))
+			}
+			if dk != nil {
+				blocks := (Lk + attnDkdvRows - 1) / attnDkdvRows
+				e.Dispatch(Kernel{File: "attention_bwd_dkdv_direct.wgsl", Entry: "main"}, ps, e.Grid1D(nh*blocks, 8),
+					wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wk(dk), wk(dv))
+			}
+		})
+	} else {
+		e.attentionBackwardFlash(g, q, k, v, lse, delta, dq, dk, dv, scale, causal)
+	}
+	delta.Release()
+	if dq != nil {
+		q.accumulate(dq)
+	}
+	if dk != nil {
+		if k.requiresGrad {
+			k.accumulate(dk)
+		} else {
+			dk.Release()
+		}
+		if v.requiresGrad {
+			v.accumulate(dv)
+		} else {
+			dv.Release()
+		}
+	}
+}
+
+// attentionBackwardFlash runs the flash backward kernels (GPUs, and head
+// dims that are not a multiple of 4): dq into dq and dk, dv into dk, dv
+// (each nil when not wanted).
+func (e *Engine) attentionBackwardFlash(g, q, k, v, lse, delta, dq, dk, dv *Tensor, scale float32, causal bool) {
+	B, H, Lq, D := q.shape[0], q.shape[1], q.shape[2], q.shape[3]
+	Lk := k.shape[2]
+	BH := B * H
+	maxSlices := int(e.Limits.MaxComputeWorkgroupsPerDimension)
 	cfg := e.attnConfig(D, attnBwd)
 	e.rowChunks(BH, []int{Lq * D, Lk * D}, maxSlices, func(h0, nh int) {
 		wq := func(t *Tensor) Binding { return t.window(h0*Lq*D, nh*Lq*D) }
@@ -204,20 +256,4 @@ func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, 
 				wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wk(dk), wk(dv))
 		}
 	})
-	delta.Release()
-	if dq != nil {
-		q.accumulate(dq)
-	}
-	if dk != nil {
-		if k.requiresGrad {
-			k.accumulate(dk)
-		} else {
-			dk.Release()
-		}
-		if v.requiresGrad {
-			v.accumulate(dv)
-		} else {
-			dv.Release()
-		}
-	}
 }
