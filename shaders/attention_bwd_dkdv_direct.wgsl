@@ -1,8 +1,32 @@
 // attention_bwd_dkdv_direct: key and value gradients of attention for CPU
 // adapters (lavapipe), register-blocked like attention_fwd_direct.wgsl.
-// Same results as attention_bwd_dkdv.wgsl:
-//   dv[j] = sum_i P[i, j] dO[i],   dk[j] = scale * sum_i dS[i, j] q[i].
-// GENERATED: KK=8 NQ=8 (keys 32 x queries 32 per block).
+// Same results as attention_bwd_dkdv.wgsl: with P, dP, delta as in
+// attention_bwd_dq_direct.wgsl (masked: i >= lq, or j > i when causal),
+//   dv[j] = sum_i P dO[i],   dk[j] = scale * sum_i P (dP - delta[i]) q[i].
+//
+// Each invocation owns 32 consecutive key rows and walks the queries in
+// blocks of 32 (from the block holding query j0 on when causal: earlier
+// queries see none of its keys), keeping the transposed 32x32 blocks in
+// 64 mat4x4 accumulators (constant indices only):
+//   1. S^T = K Q^T and dP^T = V dO^T (per vec4 of the head dim: 32 k + 32 q
+//      and 32 v + 32 dO loads for 2 x 4096 FMAs);
+//   2. P^T = exp(scale * S^T - lse) and scale * dS^T, element by element,
+//      zero where masked (lse and delta of the block's queries: 64 scalar
+//      loads per block);
+//   3. dv += P^T dO and dk += scale dS^T Q, kept in dk and dv themselves
+//      (per vec4 of the head dim: 32 dO and 32 q loads, 64 loads and 64
+//      stores of dk and dv for 8192 FMAs; the first block reads zeros).
+// 320 vec4 accesses per 16384 FMAs. At least one query block always runs,
+// so dk and dv are written (zeros for keys no query sees).
+// Keys past lk are clamped and act as key lk - 1 (their invocation owns key
+// lk - 1 and computes the same values; all of a d4 step's loads of a buffer
+// come before its stores); queries past lq are clamped on load and masked.
+// Bindings: 0 params {lq, lk, scale, causal, h0, dv, nh}; 1 q [BH, Lq, D];
+//   2 k [BH, Lk, D]; 3 v [BH, Lk, D]; 4 g (dO) [BH, Lq, D];
+//   5 lse [all BH, Lq]; 6 delta [all BH, Lq]; 7 dk [BH, Lk, D]
+//   (read_write); 8 dv [BH, Lk, D] (read_write). All but lse and delta are
+//   read as vec4 and bound from slice h0 on.
+// Dispatch: Grid1D(nh * ceil(Lk / 32), WG), WG = 8.
 struct P { lq: u32, lk: u32, scale: f32, causal: u32, h0: u32, dv: u32, nh: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
@@ -14,6 +38,9 @@ struct P { lq: u32, lk: u32, scale: f32, causal: u32, h0: u32, dv: u32, nh: u32 
 @group(0) @binding(7) var<storage, read_write> dk: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> dv: array<vec4<f32>>;
 
+// ldq returns rows row..row+3 of this slice's q at vec4 d4 as the columns
+// of a matrix (column r = q[row + r][4*d4 .. 4*d4 + 3]), rows clamped to
+// the last; ldg, ldk, ldv likewise for dO, k, v.
 fn ldq(off: u32, row: u32, d4: u32) -> mat4x4<f32> {
   let last = p.lq - 1u;
   return mat4x4<f32>(q[off + min(row, last) * p.dv + d4], q[off + min(row + 1u, last) * p.dv + d4],
@@ -34,6 +61,9 @@ fn ldv(off: u32, row: u32, d4: u32) -> mat4x4<f32> {
   return mat4x4<f32>(v[off + min(row, last) * p.dv + d4], v[off + min(row + 1u, last) * p.dv + d4],
                      v[off + min(row + 2u, last) * p.dv + d4], v[off + min(row + 3u, last) * p.dv + d4]);
 }
+// ld_dk is ldq for dk, or zeros when zero (the first block: dk holds
+// garbage then; a select, not a branch); st_dk writes column r of b to
+// row row + r, clamped like the loads.
 fn ld_dk(off: u32, row: u32, d4: u32, zero: bool) -> mat4x4<f32> {
   let last = p.lk - 1u;
   let z = vec4<f32>(0.0);
@@ -47,6 +77,9 @@ fn st_dk(off: u32, row: u32, d4: u32, b: mat4x4<f32>) {
   dk[off + min(row + 2u, last) * p.dv + d4] = b[2];
   dk[off + min(row + 3u, last) * p.dv + d4] = b[3];
 }
+// ld_dv is ldq for dv, or zeros when zero (the first block: dv holds
+// garbage then; a select, not a branch); st_dv writes column r of b to
+// row row + r, clamped like the loads.
 fn ld_dv(off: u32, row: u32, d4: u32, zero: bool) -> mat4x4<f32> {
   let last = p.lk - 1u;
   let z = vec4<f32>(0.0);
@@ -60,6 +93,7 @@ fn st_dv(off: u32, row: u32, d4: u32, b: mat4x4<f32>) {
   dv[off + min(row + 2u, last) * p.dv + d4] = b[2];
   dv[off + min(row + 3u, last) * p.dv + d4] = b[3];
 }
+// ldl and ldd return lse and delta of rows i..i+3 (clamped to the last).
 fn ldl(base: u32, i: u32) -> vec4<f32> {
   let last = p.lq - 1u;
   return vec4<f32>(lse[base + min(i, last)], lse[base + min(i + 1u, last)], lse[base + min(i + 2u, last)], lse[base + min(i + 3u, last)]);

@@ -1,10 +1,40 @@
 // attention_bwd_dq_direct: query gradient of attention for CPU adapters
 // (lavapipe), register-blocked like attention_fwd_direct.wgsl. Same results
-// as attention_bwd_dq.wgsl: with s = scale * q[i].k[j] (masked: j >= lk, or
-// j > i when causal), P = exp(s - lse[i]), dP = dO[i].v[j] and
-// dS = P * (dP - delta[i]):
-//   dq[i] = scale * sum_j dS[i, j] k[j].
-// GENERATED: NR=8 NK=8 (rows 32 x keys 32 per block).
+// as attention_bwd_dq.wgsl: per (batch, head) slice, with
+// S = q[i].k[j] (masked: j >= lk, or j > i when causal),
+// P = exp(scale * S - lse[i]) (lse saved by the forward),
+// dP = dO[i].v[j] and delta[i] = dO[i].O[i] (attention_bwd_delta.wgsl):
+//   dq[i] = scale * sum_j P (dP - delta[i]) k[j].
+//
+// On llvmpipe every load or store whose address is not a compile-time
+// constant is a loop over the SIMD lanes while arithmetic is cheap, so what
+// counts is FMAs per vec4 memory access. Each invocation owns 32
+// consecutive query rows and walks the keys in blocks of 32, keeping a
+// 32x32 block in 64 mat4x4 accumulators (constant indices only):
+//   1. S = Q K^T and dP = dO V^T for the block (per vec4 of the head dim:
+//      32 q + 32 k and 32 dO + 32 v loads for 2 x 4096 FMAs);
+//   2. scale * dS = scale * P * (dP - delta), element by element (no row
+//      reduction: the forward's lse makes P exact block by block), zero
+//      where masked;
+//   3. dq += scale dS K, kept in dq itself (per vec4 of the head dim: 32 k
+//      loads, 32 dq loads and 32 dq stores for 4096 FMAs; the first block
+//      reads zeros).
+// 224 vec4 accesses per 12288 FMAs (the forward: 160 per 8192). Blocks of
+// 16 rows x 32 keys and 32 rows x 16 keys were measured ~15% slower, one
+// pass computing S and dP together no faster (see op_attention.go).
+// The head dim is walked by a runtime loop (one pipeline for every head
+// dim); it must be a multiple of 4 (dv = D / 4 vec4s). Rows past lq are
+// clamped and act as row lq - 1 (the invocation owning them owns row
+// lq - 1 and computes the same values, so the stores agree; all of a d4
+// step's loads come before its stores); keys past lk are clamped on load
+// and masked.
+// Bindings: 0 params {lq, lk, scale, causal, h0, dv, nh (slices in this
+//   dispatch)}; 1 q [BH, Lq, D]; 2 k [BH, Lk, D]; 3 v [BH, Lk, D];
+//   4 g (dO) [BH, Lq, D]; 5 lse [all BH, Lq]; 6 delta [all BH, Lq];
+//   7 dq [BH, Lq, D] (read_write). q, k, v, g, dq are read as vec4 and
+//   bound from slice h0 on, lse and delta whole.
+// Dispatch: Grid1D(nh * ceil(Lq / 32), WG), WG = 8 (one SIMD group on
+// llvmpipe); invocations take (slice, row block) pairs in one linear order.
 struct P { lq: u32, lk: u32, scale: f32, causal: u32, h0: u32, dv: u32, nh: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
@@ -15,6 +45,9 @@ struct P { lq: u32, lk: u32, scale: f32, causal: u32, h0: u32, dv: u32, nh: u32 
 @group(0) @binding(6) var<storage, read> delta: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dq: array<vec4<f32>>;
 
+// ldq returns rows row..row+3 of this slice's q at vec4 d4 as the columns
+// of a matrix (column r = q[row + r][4*d4 .. 4*d4 + 3]), rows clamped to
+// the last; ldg, ldk, ldv likewise for dO, k, v.
 fn ldq(off: u32, row: u32, d4: u32) -> mat4x4<f32> {
   let last = p.lq - 1u;
   return mat4x4<f32>(q[off + min(row, last) * p.dv + d4], q[off + min(row + 1u, last) * p.dv + d4],
@@ -35,6 +68,9 @@ fn ldv(off: u32, row: u32, d4: u32) -> mat4x4<f32> {
   return mat4x4<f32>(v[off + min(row, last) * p.dv + d4], v[off + min(row + 1u, last) * p.dv + d4],
                      v[off + min(row + 2u, last) * p.dv + d4], v[off + min(row + 3u, last) * p.dv + d4]);
 }
+// ld_dq is ldq for dq, or zeros when zero (the first block: dq holds
+// garbage then; a select, not a branch); st_dq writes column r of b to
+// row row + r, clamped like the loads.
 fn ld_dq(off: u32, row: u32, d4: u32, zero: bool) -> mat4x4<f32> {
   let last = p.lq - 1u;
   let z = vec4<f32>(0.0);
@@ -48,6 +84,7 @@ fn st_dq(off: u32, row: u32, d4: u32, b: mat4x4<f32>) {
   dq[off + min(row + 2u, last) * p.dv + d4] = b[2];
   dq[off + min(row + 3u, last) * p.dv + d4] = b[3];
 }
+// ldl and ldd return lse and delta of rows i..i+3 (clamped to the last).
 fn ldl(base: u32, i: u32) -> vec4<f32> {
   let last = p.lq - 1u;
   return vec4<f32>(lse[base + min(i, last)], lse[base + min(i + 1u, last)], lse[base + min(i + 2u, last)], lse[base + min(i + 3u, last)]);
