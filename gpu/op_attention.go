@@ -87,8 +87,9 @@ const attnDirectRows = 32
 // Why the direct backward (attnDirect also selects it): the flash backward
 // kernels stage k, v (or q, dO) blocks in workgroup memory and give each
 // thread TR <= 3 rows, so on lavapipe they read one vec4 per 4*TR FMAs (8
-// at D = 40, TR = 2); cmd/bench -op attn measured attn-self-bwd (1x8x1024x1024x40,
-// forward + backward) at 0.32-0.68x the engine's matmul rate with them.
+// at D = 40, TR = 2); cmd/bench -op attn measured attn-self-bwd
+// (1x8x1024x1024x40, forward + backward) at 0.32-0.68x the engine's matmul
+// rate with them.
 // The direct kernels keep 32x32 blocks of S and dP in mat4x4 accumulators
 // as the forward does (dq: 224 vec4 accesses per 12288 FMAs, dk/dv: 320 per
 // 16384; the shaders' headers count them). Measured against one another
