@@ -9,10 +9,14 @@ import (
 // memory). Forward: shaders/attention_fwd_direct.wgsl on CPU adapters
 // (register-blocked, see attnDirect) or shaders/attention_fwd.wgsl on GPUs
 // and for head dims not a multiple of 4; both save the per-row logsumexp.
-// Backward: shaders/attention_bwd_delta.wgsl (D_i =
-// rowsum(dO * O)), attention_bwd_dq.wgsl (one workgroup per query block)
-// and attention_bwd_dkdv.wgsl (one workgroup per key block), so no two
-// workgroups write the same gradient element and no atomics are needed.
+// Backward: shaders/attention_bwd_delta.wgsl (D_i = rowsum(dO * O)), then
+// the query gradient by query blocks and the key and value gradients by
+// key blocks, recomputing P = exp(scale * S - lse) in both, so no two
+// invocations write the same gradient element and no atomics are needed:
+// attention_bwd_dq_direct.wgsl and attention_bwd_dkdv_direct.wgsl where the
+// forward runs direct (see attnDqRows), else attention_bwd_dq.wgsl (one
+// workgroup per query block) and attention_bwd_dkdv.wgsl (one workgroup per
+// key block).
 // Reference: ref.Attention / ref.AttentionBackward.
 
 // maxHeadDim is the largest head dimension the attention kernels support.
@@ -63,19 +67,52 @@ func (e *Engine) attnConfig(d int, kind attnKind) attnCfg {
 	return c
 }
 
-// AttentionKernelEnv selects the attention forward kernel: "direct" (the
-// register-blocked kernel for CPU adapters, shaders/attention_fwd_direct.wgsl,
-// the default there) or "flash" (shaders/attention_fwd.wgsl, the default on
-// GPUs and for head dims that are not a multiple of 4, which the direct
-// kernel cannot read as vec4).
+// AttentionKernelEnv selects the attention kernels, forward and backward:
+// "direct" (the register-blocked kernels for CPU adapters,
+// shaders/attention_fwd_direct.wgsl, attention_bwd_dq_direct.wgsl and
+// attention_bwd_dkdv_direct.wgsl, the default there) or "flash"
+// (attention_fwd.wgsl, attention_bwd_dq.wgsl, attention_bwd_dkdv.wgsl, the
+// default on GPUs and for head dims that are not a multiple of 4, which the
+// direct kernels cannot read as vec4).
 const AttentionKernelEnv = "INSTRUCTBOOTH_ATTENTION"
 
 // attnDirectRows is the number of query rows one invocation of the direct
 // forward kernel owns.
 const attnDirectRows = 32
 
-// attnDirect reports whether the forward at head dim d runs the direct
-// kernel.
+// attnDqRows and attnDkdvRows are the query rows one invocation of
+// attention_bwd_dq_direct.wgsl owns and the key rows one invocation of
+// attention_bwd_dkdv_direct.wgsl owns (the shaders' block sizes).
+//
+// Why the direct backward (attnDirect also selects it): the flash backward
+// kernels stage k, v (or q, dO) blocks in workgroup memory and give each
+// thread TR <= 3 rows, so on lavapipe they read one vec4 per 4*TR FMAs (8
+// at D = 40, TR = 2); cmd/bench -op attn measured attn-self-bwd
+// (1x8x1024x1024x40, forward + backward) at 0.32-0.68x the engine's matmul
+// rate with them.
+// The direct kernels keep 32x32 blocks of S and dP in mat4x4 accumulators
+// as the forward does (dq: 224 vec4 accesses per 12288 FMAs, dk/dv: 320 per
+// 16384; the shaders' headers count them). Measured against one another
+// and the matmul in one process (CPU time, best of 6-10, the machine
+// shared with a training job): 32x32 blocks dq 1.06-1.22x the matmul
+// rate, dk/dv 0.98-1.15x; 16-row x 32 and 32 x 16-column blocks 10-20%
+// slower; S and dP computed in one pass over the head dim no faster;
+// leaving out the read-modify-write of the gradients (not a valid kernel,
+// a measurement) would gain 12% (dq) and 24% (dk/dv), which larger blocks
+// would buy with twice the live accumulators. With cmd/bench -op attn
+// -min 2s, three runs each, old and new alternating: attn-self-bwd
+// 0.32/0.68/0.58x (flash backward) against 0.83/1.27/0.86x (direct);
+// the bench counts 3.5x the forward's flops while the kernels do 4.5x
+// (the backward recomputes S and dP in both kernels). Cold JIT (no Mesa
+// shader cache) is ~1.5x (dq) and ~2x (dk/dv) the direct forward's; Mesa's
+// disk cache makes later runs ~1 s.
+const (
+	attnDqRows   = 32
+	attnDkdvRows = 32
+)
+
+// attnDirect reports whether attention at head dim d runs the direct
+// kernels (forward and backward).
 //
 // The direct kernel exists because on lavapipe every load from storage or
 // workgroup memory is a loop over the SIMD lanes, and the flash kernel
@@ -172,7 +209,6 @@ func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, 
 	B, H, Lq, D := q.shape[0], q.shape[1], q.shape[2], q.shape[3]
 	Lk := k.shape[2]
 	BH := B * H
-	maxSlices := int(e.Limits.MaxComputeWorkgroupsPerDimension)
 	// delta = rowsum(dO * O) [B, H, Lq].
 	delta := e.alloc(B, H, Lq)
 	e.rowChunks(BH*Lq, []int{D}, 0, func(r0, nr int) {
@@ -186,6 +222,51 @@ func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, 
 	if k.requiresGrad || v.requiresGrad {
 		dk, dv = e.alloc(k.shape...), e.alloc(v.shape...)
 	}
+	if e.attnDirect(D) {
+		e.rowChunks(BH, []int{Lq * D, Lk * D}, 0, func(h0, nh int) {
+			wq := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lq*D, nh*Lq*D)) }
+			wk := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lk*D, nh*Lk*D)) }
+			ps := Params{Lq, Lk, scale, causal, h0, D / 4, nh}
+			if dq != nil {
+				blocks := (Lq + attnDqRows - 1) / attnDqRows
+				e.Dispatch(Kernel{File: "attention_bwd_dq_direct.wgsl", Entry: "main"}, ps, e.Grid1D(nh*blocks, 8),
+					wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wq(dq))
+			}
+			if dk != nil {
+				blocks := (Lk + attnDkdvRows - 1) / attnDkdvRows
+				e.Dispatch(Kernel{File: "attention_bwd_dkdv_direct.wgsl", Entry: "main"}, ps, e.Grid1D(nh*blocks, 8),
+					wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wk(dk), wk(dv))
+			}
+		})
+	} else {
+		e.attentionBackwardFlash(g, q, k, v, lse, delta, dq, dk, dv, scale, causal)
+	}
+	delta.Release()
+	if dq != nil {
+		q.accumulate(dq)
+	}
+	if dk != nil {
+		if k.requiresGrad {
+			k.accumulate(dk)
+		} else {
+			dk.Release()
+		}
+		if v.requiresGrad {
+			v.accumulate(dv)
+		} else {
+			dv.Release()
+		}
+	}
+}
+
+// attentionBackwardFlash runs the flash backward kernels (GPUs, and head
+// dims that are not a multiple of 4): dq into dq and dk, dv into dk, dv
+// (each nil when not wanted).
+func (e *Engine) attentionBackwardFlash(g, q, k, v, lse, delta, dq, dk, dv *Tensor, scale float32, causal bool) {
+	B, H, Lq, D := q.shape[0], q.shape[1], q.shape[2], q.shape[3]
+	Lk := k.shape[2]
+	BH := B * H
+	maxSlices := int(e.Limits.MaxComputeWorkgroupsPerDimension)
 	cfg := e.attnConfig(D, attnBwd)
 	e.rowChunks(BH, []int{Lq * D, Lk * D}, maxSlices, func(h0, nh int) {
 		wq := func(t *Tensor) Binding { return t.window(h0*Lq*D, nh*Lq*D) }
@@ -204,20 +285,4 @@ func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, 
 				wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wk(dk), wk(dv))
 		}
 	})
-	delta.Release()
-	if dq != nil {
-		q.accumulate(dq)
-	}
-	if dk != nil {
-		if k.requiresGrad {
-			k.accumulate(dk)
-		} else {
-			dk.Release()
-		}
-		if v.requiresGrad {
-			v.accumulate(dv)
-		} else {
-			dv.Release()
-		}
-	}
 }

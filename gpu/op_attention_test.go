@@ -9,9 +9,11 @@ import (
 	"github.com/instructbooth/instructbooth/gpu/ref"
 )
 
-// TestAttention runs every case through both forward kernels: "direct"
-// (the default on CPU adapters, for head dims that are a multiple of 4) and
-// "flash" (the default on GPUs); the backward kernels are the same.
+// TestAttention runs every case, forward and backward, through both kernel
+// sets: "direct" (attention_fwd_direct.wgsl, attention_bwd_dq_direct.wgsl,
+// attention_bwd_dkdv_direct.wgsl: the default on CPU adapters, for head dims
+// that are a multiple of 4; others fall back to flash) and "flash" (the
+// default on GPUs).
 func TestAttention(t *testing.T) {
 	cases := []struct {
 		b, h, lq, lk, d int
@@ -28,6 +30,9 @@ func TestAttention(t *testing.T) {
 		{1, 1, 9, 11, 3, true, 0},     // head dim not a multiple of 4 (flash only)
 		{1, 1, 300, 300, 16, true, 0}, // causal over two direct workgroups (256 rows)
 		{1, 2, 33, 65, 8, false, 0},   // toy head dim; one row past 32, one key past 64
+		// Causal with keys past the last query: the direct dk/dv invocations
+		// owning keys 32..99 see no query and must write zeros.
+		{1, 2, 20, 100, 16, true, 0},
 		// Scores of +-30: the running max moves between key blocks, so the
 		// rescaling of the partial output is exercised.
 		{1, 1, 40, 100, 12, false, 3},
@@ -44,6 +49,10 @@ func TestAttention(t *testing.T) {
 					name += fmt.Sprintf("-spread%g", c.spread)
 				}
 				t.Run(name, func(t *testing.T) {
+					// Outputs come from the buffer pool: leave NaNs in buffers
+					// of the sizes of this case, so an element a kernel fails
+					// to write shows.
+					dirtyPool(engine(t), c.b*c.h*c.lq*c.d, c.b*c.h*c.lk*c.d)
 					scale := 1 / math.Sqrt(float64(c.d))
 					var gen func(r *rand.Rand, i int, shape []int) []float64
 					if c.spread > 0 {
@@ -76,6 +85,21 @@ func TestAttention(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dirtyPool returns to the engine's pool eight NaN-filled buffers of each
+// of the given element counts.
+func dirtyPool(e *Engine, sizes ...int) {
+	var ts []*Tensor
+	for _, n := range sizes {
+		for range 8 {
+			ts = append(ts, e.Full(float32(math.NaN()), n))
+		}
+	}
+	if err := e.Sync(); err != nil {
+		panic(err)
+	}
+	releaseAll(ts...)
 }
 
 // TestAttention_memoryIsLinear checks that forward and backward allocate
