@@ -132,9 +132,10 @@ var HeldOutActivities = []string{
 func DefaultOptions(out, base string) Options {
 	return Options{
 		Out: out, Base: base, Seed: 1, Photos: 5,
-		DBSteps: 200, DBLR: 1e-3, ClassImages: 12, ClassSteps: 20,
-		Activities: TrainActivities, Epochs: 6, Samples: 32, Batch: 8, Steps: 10,
+		DBSteps: 200, DBLR: 3.5e-4, ClassImages: 12, ClassSteps: 20,
+		Activities: TrainActivities, Epochs: 10, Samples: 32, Batch: 8, Steps: 10,
 		LR: 1e-2, Guidance: 5, TimestepFraction: 0.5, ClipRange: 0.2, Rank: 4, AccumBatches: 1,
+		PerPrompt: 4, PooledStd: true,
 		HeldOut: HeldOutActivities, EvalImages: 2, EvalSteps: 15,
 	}
 }
