@@ -168,8 +168,11 @@ func TestToyWorld_seed(t *testing.T) {
 		t.Errorf("adding the toy world changed the default base model to %s", bm.Name)
 	}
 	toy, _ := u.DB.Subject(ToySubjectID)
-	if a := DefaultAlignConfig(toy); a.Reward != "toyworld" || len(a.Prompts) != len(demo.TrainActivities) || a.Prompts[0] != "a sks star on the grass" {
-		t.Errorf("toy align defaults: reward %q, prompts %q", a.Reward, a.Prompts)
+	// The demo's DDPO settings and both prompt kinds.
+	if a, d := DefaultAlignConfig(toy), demo.DefaultOptions("", ""); a.Reward != "toyworld" || len(a.Prompts) != 2*len(demo.TrainActivities) ||
+		a.Prompts[0] != "a sks star on the grass" || a.Prompts[1] != "a star on the grass" ||
+		a.SamplesPerPrompt != d.PerPrompt || a.PooledStd != d.PooledStd || a.LearningRate != float64(d.LR) || a.Epochs != d.Epochs {
+		t.Errorf("toy align defaults: %+v", a)
 	}
 	if err := checkRewardSpec("toyworld"); err != nil {
 		t.Errorf("the toyworld reward: %v", err)
