@@ -118,6 +118,7 @@ func TestAlign_usageErrors(t *testing.T) {
 		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--format", "ckpt"}, "--format"},
 		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--samples-per-epoch", "12"}, "multiple of the batch size"},
 		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--samples-per-prompt", "3"}, "does not divide"},
+		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--accum", "3"}, "gradient accumulation"},
 		{[]string{"align", "--model", model, "--class", "dog", "--reward", "jpeg", "--out", "x", "--activities", "/nonexistent"}, "nonexistent"},
 	} {
 		code, _, stderr := ib(t, c.args...)
