@@ -41,6 +41,7 @@ func alignCmd(args []string, stdout, stderr io.Writer) error {
 	perPrompt := fs.Int("samples-per-prompt", 0, "samples of each drawn prompt per epoch, whose rewards are standardised within the prompt (0: a prompt per sample)")
 	pooled := fs.Bool("pooled-std", false, "divide centred rewards by the batch's pooled within-prompt std instead of each prompt's own")
 	early := fs.Float64("early-fraction", 0, "train only steps in the first share of each trajectory, where layout is decided (0: all)")
+	clip := fs.Float64("clip-range", ddpo.DefaultClipRange, "PPO ratio clip range")
 	accum := fs.Int("accum", 0, "training batches per AdamW step (0: one step per epoch)")
 	batch := fs.Int("batch", ddpo.DefaultBatchSize, "sampling and training batch size")
 	micro := fs.Int("micro-batch", ddpo.DefaultMicroBatch, "trajectories per forward/backward pass of an update (bounds memory; same gradient)")
@@ -102,7 +103,7 @@ func alignCmd(args []string, stdout, stderr io.Writer) error {
 	cfg := ddpo.Config{
 		Model: model, Prompts: prompts, Epochs: *epochs, SamplesPerEpoch: *samples, BatchSize: *batch, MicroBatch: *micro, Steps: *steps,
 		Guidance: g, TimestepFraction: *fraction, Width: *resolution, Height: *resolution, Rank: *rank,
-		LR: float32(*lr), Seed: seed, WorkDir: *work, SamplesPerPrompt: *perPrompt, PooledStd: *pooled, EarlyFraction: *early, AccumBatches: *accum,
+		LR: float32(*lr), Seed: seed, WorkDir: *work, SamplesPerPrompt: *perPrompt, PooledStd: *pooled, EarlyFraction: *early, AccumBatches: *accum, ClipRange: *clip,
 	}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
