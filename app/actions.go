@@ -67,12 +67,14 @@ type AlignConfig struct {
 	SamplesPerPrompt int `json:"samples_per_prompt,omitempty"`
 	// PooledStd scales centred rewards by the batch's pooled
 	// within-prompt standard deviation (ddpo.Config.PooledStd).
-	PooledStd       bool    `json:"pooled_std,omitempty"`
-	SamplingSteps   int     `json:"sampling_steps"` // DDIM steps
-	Eta             float64 `json:"eta"`            // DDIM eta (1: the stochastic policy DDPO needs)
-	Guidance        float64 `json:"guidance"`
-	LearningRate    float64 `json:"learning_rate"`
-	BatchSize       int     `json:"batch_size"` // samples per gradient step
+	PooledStd     bool    `json:"pooled_std,omitempty"`
+	SamplingSteps int     `json:"sampling_steps"` // DDIM steps
+	Eta           float64 `json:"eta"`            // DDIM eta (1: the stochastic policy DDPO needs)
+	Guidance      float64 `json:"guidance"`
+	LearningRate  float64 `json:"learning_rate"`
+	BatchSize     int     `json:"batch_size"` // samples per gradient step
+	// AccumBatches training batches per AdamW step (0: one step per epoch).
+	AccumBatches    int     `json:"accum_batches,omitempty"`
 	InnerEpochs     int     `json:"inner_epochs"`
 	ClipRange       float64 `json:"clip_range"`   // PPO ratio clip
 	AdvClipMax      float64 `json:"adv_clip_max"` // advantage clip
@@ -323,6 +325,7 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 				intField("Sampling steps", &c.SamplingSteps, 1, 1000, "DDIM"), floatField("Eta", &c.Eta, 0, 1, "DDIM eta; 1 gives the stochastic policy"),
 				floatField("Guidance", &c.Guidance, 0, 30, ""), floatField("Learning rate", &c.LearningRate, 0, 1, ""),
 				intField("Batch size", &c.BatchSize, 1, 256, ""), intField("Inner epochs", &c.InnerEpochs, 1, 100, ""),
+				intField("Batches per step", &c.AccumBatches, 0, 4096, "training batches per AdamW step; 0: one step per epoch"),
 				floatField("Clip range", &c.ClipRange, 0, 1, "PPO ratio clip"), floatField("Advantage clip", &c.AdvClipMax, 0, 100, ""),
 				intField("Checkpoint every", &c.CheckpointEvery, 1, 100000, "epochs"), uintField("Seed", &c.Seed, "")}
 			cfg = &c

@@ -156,7 +156,7 @@ func (j *alignJob) Run(ctx context.Context, report func(Progress)) (err error) {
 		BatchSize: j.cfg.BatchSize, InnerEpochs: j.cfg.InnerEpochs, Steps: j.cfg.SamplingSteps,
 		Guidance: float32(j.cfg.Guidance), Eta: float32(j.cfg.Eta), Width: size, Height: size,
 		LR: float32(j.cfg.LearningRate), ClipRange: j.cfg.ClipRange, AdvClip: j.cfg.AdvClipMax,
-		Seed: j.cfg.Seed, WorkDir: work, SamplesPerPrompt: j.cfg.SamplesPerPrompt, PooledStd: j.cfg.PooledStd,
+		Seed: j.cfg.Seed, WorkDir: work, SamplesPerPrompt: j.cfg.SamplesPerPrompt, PooledStd: j.cfg.PooledStd, AccumBatches: j.cfg.AccumBatches,
 	}.WithDefaults()
 	if err := tc.Validate(); err != nil {
 		return fmt.Errorf("align: %w", err)
