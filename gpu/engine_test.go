@@ -107,7 +107,7 @@ func testConsts(e *Engine, name string) string {
 	case "conv2d_fwd.wgsl", "conv2d_bwd_input.wgsl", "conv2d_bwd_weight.wgsl":
 		return convGeom{kh: 3, kw: 3, stride: 1, pad: 1}.consts() + e.gemmTileFor(320).consts()
 	case "conv2d_fwd_direct.wgsl":
-		return boolConst("XVEC", true)
+		return "const XVEC: bool = true;"
 	}
 	return ""
 }

@@ -1,9 +1,6 @@
 package gpu
 
-import (
-	"fmt"
-	"os"
-)
+import "fmt"
 
 // Scaled dot-product attention, flash style (online softmax, O(L*D)
 // memory). Forward: shaders/attention_fwd_direct.wgsl on CPU adapters
@@ -130,14 +127,7 @@ const (
 // 0.79-1.06x. At L = 16..77 (toy models, CLIP) direct is 2-5x faster than
 // flash. The shader's header lists the block sizes tried.
 func (e *Engine) attnDirect(d int) bool {
-	direct := e.Info.Type == "cpu"
-	switch os.Getenv(AttentionKernelEnv) {
-	case "direct":
-		direct = true
-	case "flash":
-		direct = false
-	}
-	return direct && d%4 == 0
+	return e.cpuKernel(AttentionKernelEnv, "direct", "flash") && d%4 == 0
 }
 
 type attnKind int
@@ -207,7 +197,6 @@ func (e *Engine) Attention(q, k, v *Tensor, scale float32, causal bool) *Tensor 
 // logsumexp.
 func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, causal bool) {
 	B, H, Lq, D := q.shape[0], q.shape[1], q.shape[2], q.shape[3]
-	Lk := k.shape[2]
 	BH := B * H
 	// delta = rowsum(dO * O) [B, H, Lq].
 	delta := e.alloc(B, H, Lq)
@@ -223,21 +212,7 @@ func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, 
 		dk, dv = e.alloc(k.shape...), e.alloc(v.shape...)
 	}
 	if e.attnDirect(D) {
-		e.rowChunks(BH, []int{Lq * D, Lk * D}, 0, func(h0, nh int) {
-			wq := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lq*D, nh*Lq*D)) }
-			wk := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lk*D, nh*Lk*D)) }
-			ps := Params{Lq, Lk, scale, causal, h0, D / 4, nh}
-			if dq != nil {
-				blocks := (Lq + attnDqRows - 1) / attnDqRows
-				e.Dispatch(Kernel{File: "attention_bwd_dq_direct.wgsl", Entry: "main"}, ps, e.Grid1D(nh*blocks, 8),
-					wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wq(dq))
-			}
-			if dk != nil {
-				blocks := (Lk + attnDkdvRows - 1) / attnDkdvRows
-				e.Dispatch(Kernel{File: "attention_bwd_dkdv_direct.wgsl", Entry: "main"}, ps, e.Grid1D(nh*blocks, 8),
-					wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wk(dk), wk(dv))
-			}
-		})
+		e.attentionBackwardDirect(g, q, k, v, lse, delta, dq, dk, dv, scale, causal)
 	} else {
 		e.attentionBackwardFlash(g, q, k, v, lse, delta, dq, dk, dv, scale, causal)
 	}
@@ -257,6 +232,27 @@ func (e *Engine) attentionBackward(g, q, k, v, out, lse *Tensor, scale float32, 
 			dv.Release()
 		}
 	}
+}
+
+// attentionBackwardDirect runs the direct backward kernels (CPU adapters,
+// head dims that are multiples of 4): dq into dq and dk, dv into dk, dv
+// (each nil when not wanted).
+func (e *Engine) attentionBackwardDirect(g, q, k, v, lse, delta, dq, dk, dv *Tensor, scale float32, causal bool) {
+	B, H, Lq, D := q.shape[0], q.shape[1], q.shape[2], q.shape[3]
+	Lk := k.shape[2]
+	e.rowChunks(B*H, []int{Lq * D, Lk * D}, 0, func(h0, nh int) {
+		wq := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lq*D, nh*Lq*D)) }
+		wk := func(t *Tensor) Binding { return bindVec4(t.window(h0*Lk*D, nh*Lk*D)) }
+		ps := Params{Lq, Lk, scale, causal, h0, D / 4, nh}
+		if dq != nil {
+			e.Dispatch(Kernel{File: "attention_bwd_dq_direct.wgsl", Entry: "main"}, ps, e.Grid1D(nh*ceilDiv(Lq, attnDqRows), 8),
+				wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wq(dq))
+		}
+		if dk != nil {
+			e.Dispatch(Kernel{File: "attention_bwd_dkdv_direct.wgsl", Entry: "main"}, ps, e.Grid1D(nh*ceilDiv(Lk, attnDkdvRows), 8),
+				wq(q), wk(k), wk(v), wq(g), lse.bind(), delta.bind(), wk(dk), wk(dv))
+		}
+	})
 }
 
 // attentionBackwardFlash runs the flash backward kernels (GPUs, and head

@@ -1,6 +1,6 @@
 package gpu
 
-import "os"
+import "fmt"
 
 // ConvKernelEnv selects the kernel for 3x3, stride-1, pad-1 convolutions:
 // "direct" (shaders/conv2d_fwd_direct.wgsl, register-blocked for CPU
@@ -43,14 +43,7 @@ const convDirectWG = 8
 // SIMD lanes. Cold JIT of the kernel is ~2 s on the contended machine (the
 // GEMM kernels ~1.6 s).
 func (e *Engine) conv3x3Direct(c convGeom) bool {
-	direct := e.Info.Type == "cpu"
-	switch os.Getenv(ConvKernelEnv) {
-	case "direct":
-		direct = true
-	case "gemm":
-		direct = false
-	}
-	return direct && c.kh == 3 && c.kw == 3 && c.stride == 1 && c.pad == 1
+	return e.cpuKernel(ConvKernelEnv, "direct", "gemm") && c.kh == 3 && c.kw == 3 && c.stride == 1 && c.pad == 1
 }
 
 // directConv is one run of conv2d_fwd_direct.wgsl: out [N, co, H, W] (+)=
@@ -106,7 +99,7 @@ func (e *Engine) packConv3x3(w *Tensor, d directConv, flip bool) *Tensor {
 // runDirect dispatches the direct kernel over d's split: in and out are
 // [N, ci, H, W] and [N, co, H, W]; bias [co] or nil.
 func (e *Engine) runDirect(d directConv, in, wp, bias, out *Tensor) {
-	k := Kernel{File: "conv2d_fwd_direct.wgsl", Entry: "main", Consts: boolConst("XVEC", d.w%4 == 0)}
+	k := Kernel{File: "conv2d_fwd_direct.wgsl", Entry: "main", Consts: fmt.Sprintf("const XVEC: bool = %v;", d.w%4 == 0)}
 	plane := d.h * d.w
 	segs := ceilDiv(d.w, convDirectTile)
 	wb := wp.bind()
@@ -164,12 +157,4 @@ func (e *Engine) conv2dBackwardInputDirect(c convGeom, g, w, dx *Tensor) bool {
 	e.runDirect(d, g, wp, nil, dx)
 	wp.Release()
 	return true
-}
-
-// boolConst returns the WGSL line `const name: bool = v;` (Kernel.Consts).
-func boolConst(name string, v bool) string {
-	if v {
-		return "const " + name + ": bool = true;"
-	}
-	return "const " + name + ": bool = false;"
 }

@@ -61,17 +61,23 @@ const mmDirectK = 1024
 // gemmTiled reports whether e runs the tiled GEMM kernel, and the rows and
 // columns of C one workgroup covers.
 func (e *Engine) gemmTiled() (bool, int) {
-	tiled := e.Info.Type != "cpu"
-	switch os.Getenv(MatMulKernelEnv) {
-	case "tiled":
-		tiled = true
-	case "direct":
-		tiled = false
-	}
-	if tiled {
+	if !e.cpuKernel(MatMulKernelEnv, "direct", "tiled") {
 		return true, 64
 	}
 	return false, 128
+}
+
+// cpuKernel reports whether the kernel tuned for CPU adapters runs: by
+// default on CPU adapters; the environment variable env set to cpuName or
+// otherName forces one or the other (tests run both).
+func (e *Engine) cpuKernel(env, cpuName, otherName string) bool {
+	switch os.Getenv(env) {
+	case cpuName:
+		return true
+	case otherName:
+		return false
+	}
+	return e.Info.Type == "cpu"
 }
 
 // gemmOp describes C[z] (+)= sum over r < nred of op(A[z, r]) @ op(B[z, r])

@@ -103,8 +103,9 @@ func (t *Trainer) trainEpoch(ctx context.Context, ep int, samples []*Sample, adv
 func (c Config) trainedSteps(ep, inner, n int) [][]int {
 	ts := training.NewStream(c.Seed, ep, purposeTimesteps|uint32(inner)<<8)
 	steps := make([][]int, n)
+	w, nt := c.window(), c.numTrain()
 	for p := range steps {
-		steps[p] = ts.Perm(c.window())[:c.numTrain()]
+		steps[p] = ts.Perm(w)[:nt]
 	}
 	return steps
 }
