@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/training/ddpo"
 	"github.com/instructbooth/instructbooth/training/toyworld"
 	"github.com/instructbooth/instructbooth/training/toyworld/demo"
 )
@@ -41,6 +42,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	tfrac := fs.Float64("timestep-fraction", d.TimestepFraction, "DDPO share of each trajectory's steps trained")
 	evalImages := fs.Int("eval-images", d.EvalImages, "evaluation images per prompt and model")
 	evalSteps := fs.Int("eval-steps", d.EvalSteps, "evaluation DDIM steps")
+	measure := fs.Int("measure-gradient", 0, "instead of aligning: measure the signal and noise of DDPO's policy gradient on the DreamBooth model over this many samples")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -75,6 +77,14 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "adapter: %s\nbase model: %s\n", e.Info, *base)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *measure > 0 {
+		gn, err := demo.MeasureGradient(ctx, e, o, *measure)
+		if err != nil {
+			return err
+		}
+		printGradientNoise(stdout, gn)
+		return nil
+	}
 	res, err := demo.Run(ctx, e, o)
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted; run the same command again to resume from %s", *out)
@@ -88,4 +98,17 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "results: %s\n", filepath.Join(*out, demo.DirResults))
 	return nil
+}
+
+// printGradientNoise writes a gradient measurement as a table.
+func printGradientNoise(w io.Writer, g *ddpo.GradientNoise) {
+	fmt.Fprintf(w, "\npolicy gradient over %d samples (%d batches of %d), reward %.3f ± %.3f\n", g.Samples, g.Groups, g.GroupSize, g.RewardMean, g.RewardStd)
+	fmt.Fprintf(w, "%-10s %10s %10s %10s %14s %12s\n", "step (t)", "|mean|", "signal", "noise/1", "samples for 1", "half cos")
+	row := func(name string, f ddpo.NoiseFigures) {
+		fmt.Fprintf(w, "%-10s %10.3g %10.3g %10.3g %14.4g %12.3f\n", name, f.MeanNorm, f.Signal, f.Noise, f.SamplesNeeded, f.HalfCosine)
+	}
+	for i, f := range g.PerStep {
+		row(fmt.Sprintf("%d (%d)", g.Steps[i], g.Timesteps[i]), f)
+	}
+	row("mean", g.Total)
 }

@@ -197,8 +197,16 @@ func TestScoreAndReport(t *testing.T) {
 		}
 	}
 
+	// Same prompt and image number: tuned - base = 0.10 for every image.
+	if d := rep.Paired("tuned", "base", "fake-t"); d.N != 6 || math.Abs(d.Mean-0.1) > 1e-12 || d.StdErr > 1e-12 {
+		t.Errorf("paired tuned - base: %+v, want 0.1 ± 0 over 6", d)
+	}
+	if d := rep.Paired("tuned", "nothing", "fake-t"); d.N != 0 {
+		t.Errorf("paired with a missing run: %+v", d)
+	}
+
 	md := rep.Markdown()
-	for _, want := range []string{"| base | ", "| tuned | ", "## fake-t per prompt", "## fake-s per prompt", `a xx \| y`} {
+	for _, want := range []string{"| base | ", "| tuned | ", "| tuned − base | +0.1000 ± 0.0000 |", "## fake-t per prompt", "## fake-s per prompt", `a xx \| y`} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}

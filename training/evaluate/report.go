@@ -60,6 +60,29 @@ func (r *Report) Summary(run, metric string) metrics.Summary {
 	return metrics.Summarize(v)
 }
 
+// Paired summarises metric's per-image difference run - baseline over
+// the images both runs drew for the same prompt and image number (and so
+// from the same seed): with shared starting noise most of the image-to-
+// image spread cancels, so the difference's standard error is far smaller
+// than the two runs' own. Images without a partner are left out.
+func (r *Report) Paired(run, baseline, metric string) metrics.Summary {
+	sc := r.Scores[metric]
+	type key struct{ prompt, index int }
+	base := map[key]float64{}
+	for i, s := range r.Samples {
+		if s.Run == baseline && i < len(sc) {
+			base[key{s.Prompt, s.Index}] = sc[i]
+		}
+	}
+	var d []float64
+	for i, s := range r.Samples {
+		if b, ok := base[key{s.Prompt, s.Index}]; ok && s.Run == run && i < len(sc) {
+			d = append(d, sc[i]-b)
+		}
+	}
+	return metrics.Summarize(d)
+}
+
 // PerPrompt summarises metric for run per prompt, by prompt index
 // (Group.Key is the prompt text).
 func (r *Report) PerPrompt(run, metric string) []metrics.Group {
@@ -99,6 +122,27 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, " %s |", r.Summary(run, m))
 		}
 		b.WriteString("\n")
+	}
+	if len(r.Runs) > 1 {
+		fmt.Fprintf(&b, "\nPaired differences from %s (same prompt and seed): mean ± standard error.\n\n| run |", mdEscape(r.Runs[0]))
+		for _, m := range r.Metrics {
+			fmt.Fprintf(&b, " %s |", m)
+		}
+		b.WriteString("\n|---|")
+		for range r.Metrics {
+			b.WriteString("---|")
+		}
+		b.WriteString("\n")
+		for i, run := range r.Runs[1:] {
+			for _, base := range r.Runs[:i+1] {
+				fmt.Fprintf(&b, "| %s − %s |", mdEscape(run), mdEscape(base))
+				for _, m := range r.Metrics {
+					s := r.Paired(run, base, m)
+					fmt.Fprintf(&b, " %+.4f ± %.4f |", s.Mean, s.StdErr)
+				}
+				b.WriteString("\n")
+			}
+		}
 	}
 	for _, m := range r.Metrics {
 		fmt.Fprintf(&b, "\n## %s per prompt\n\n| # | prompt |", m)

@@ -349,15 +349,8 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 	if err != nil {
 		return nil, err
 	}
-	size := imageSize(pl)
-	cfg := ddpo.Config{
-		Model: dbDir, Prompts: prompts, Epochs: o.Epochs, SamplesPerEpoch: o.Samples, BatchSize: o.Batch,
-		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction, EarlyFraction: o.EarlyFraction,
-		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
-		AccumBatches: o.AccumBatches, InnerEpochs: o.InnerEpochs,
-		SamplesPerPrompt: o.PerPrompt, PooledStd: o.PooledStd, StatBuffer: 32, NoGradCheckpointing: true,
-		WorkDir: filepath.Join(o.Out, DirWork, "ddpo"),
-	}
+	cfg := o.ddpoConfig(dbDir, prompts, imageSize(pl))
+	cfg.WorkDir = filepath.Join(o.Out, DirWork, "ddpo")
 	comps := generate.FromPipeline(pl, "toyworld-dreambooth")
 	tr, err := ddpo.New(comps, AlignReward{}, cfg)
 	if err != nil {
@@ -400,6 +393,53 @@ func align(ctx context.Context, e *gpu.Engine, o Options, dbDir, loraPath string
 	}
 	o.logf("ddpo: LoRA written to %s", loraPath)
 	return rewards, nil
+}
+
+// ddpoConfig is the DDPO configuration of the demo's alignment of the
+// personalised model in dbDir at the given image size (no work folder).
+func (o Options) ddpoConfig(dbDir string, prompts []string, size int) ddpo.Config {
+	return ddpo.Config{
+		Model: dbDir, Prompts: prompts, Epochs: o.Epochs, SamplesPerEpoch: o.Samples, BatchSize: o.Batch,
+		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction, EarlyFraction: o.EarlyFraction,
+		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
+		AccumBatches: o.AccumBatches, InnerEpochs: o.InnerEpochs,
+		SamplesPerPrompt: o.PerPrompt, PooledStd: o.PooledStd, StatBuffer: 32, NoGradCheckpointing: true,
+	}
+}
+
+// MeasureGradient personalises the subject (or reuses the DreamBooth model
+// in o.Out) and measures the signal and noise of DDPO's first policy
+// gradient on it over n samples with the demo's DDPO settings
+// (ddpo.Trainer.MeasureGradient), without training.
+func MeasureGradient(ctx context.Context, e *gpu.Engine, o Options, n int) (*ddpo.GradientNoise, error) {
+	if _, err := writePhotos(filepath.Join(o.Out, DirSubject), toyworld.TheSubject(), o.Seed, o.Photos); err != nil {
+		return nil, err
+	}
+	dbDir := filepath.Join(o.Out, DirDreamBooth)
+	if err := personalize(ctx, e, o, dbDir); err != nil {
+		return nil, err
+	}
+	pl, err := sd.Load(e, dbDir, sd.LoadOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("demo: personalised model: %w", err)
+	}
+	defer pl.Release()
+	prompts, err := ddpo.Prompts(toyworld.TheSubject().Token(), "star", o.Activities)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := ddpo.New(generate.FromPipeline(pl, "toyworld-dreambooth"), AlignReward{}, o.ddpoConfig(dbDir, prompts, imageSize(pl)))
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Release()
+	var last time.Time
+	return tr.MeasureGradient(ctx, n, func(done, total int) {
+		if time.Since(last) >= 2*time.Second || done == total {
+			o.logf("gradient: %d/%d", done, total)
+			last = time.Now()
+		}
+	})
 }
 
 // evaluateRuns draws EvalImages images per held-out prompt from each of
@@ -471,6 +511,13 @@ func Summary(r *evaluate.Report) string {
 	for _, run := range r.Runs {
 		a, f := r.Summary(run, AlignMetric), r.Summary(run, FidelityMetric)
 		fmt.Fprintf(&b, "%-14s %.3f ± %.3f          %.3f ± %.3f\n", run, a.Mean, a.StdErr, f.Mean, f.StdErr)
+	}
+	// Same seeds for every model: the paired differences are the sharper test.
+	for _, p := range [][2]string{{RunDreamBooth, RunBase}, {RunInstructBooth, RunDreamBooth}} {
+		a, f := r.Paired(p[0], p[1], AlignMetric), r.Paired(p[0], p[1], FidelityMetric)
+		if a.N > 0 {
+			fmt.Fprintf(&b, "%-14s %+.3f ± %.3f         %+.3f ± %.3f   (paired, same seeds)\n", p[0]+" − "+p[1], a.Mean, a.StdErr, f.Mean, f.StdErr)
+		}
 	}
 	return b.String()
 }

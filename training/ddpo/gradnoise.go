@@ -1,0 +1,234 @@
+package ddpo
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/instructbooth/instructbooth/gpu"
+)
+
+// GradientNoise measures how much of DDPO's policy gradient is signal at
+// the current policy: the gradient of the surrogate (at ratio 1, where it
+// is the score-function estimate -mean_i A_i grad log p_i) is computed
+// separately for every training batch of many freshly sampled images and
+// every step of the training window, and the spread of these estimates
+// around their mean separates the expected gradient (the signal) from the
+// sampling noise.
+//
+// For K independent estimates v_b (batches of GroupSize samples) with mean
+// m and spread S = sum_b |v_b - m|^2 / (K-1), |E v|^2 is estimated without
+// bias by |m|^2 - S/K, and one sample's gradient has noise variance about
+// S * GroupSize. SamplesNeeded = noise^2 / signal^2 is the number of
+// samples whose mean gradient has a signal-to-noise ratio of 1: an update
+// from fewer samples points mostly in a random direction.
+type GradientNoise struct {
+	Samples, Groups, GroupSize int
+	// Steps are the measured sampling steps (the training window), with
+	// their DDIM timesteps.
+	Steps, Timesteps []int
+	// PerStep are the figures of each step's gradient alone; Total those
+	// of the mean over the window's steps (what an update follows).
+	PerStep []NoiseFigures
+	Total   NoiseFigures
+	// RewardMean and RewardStd are the measured samples' rewards.
+	RewardMean, RewardStd float64
+}
+
+// NoiseFigures are the signal and noise of one gradient estimate.
+type NoiseFigures struct {
+	MeanNorm float64 // |m|: norm of the mean over all groups
+	Signal   float64 // estimated |E v| (0 when |m|^2 <= S/K: no detectable signal)
+	Noise    float64 // estimated noise norm of one sample's gradient
+	// SamplesNeeded is Noise^2/Signal^2 (+Inf without detectable signal).
+	SamplesNeeded float64
+	// HalfCosine is the cosine between the mean gradients of the first
+	// and the second half of the groups: about 0 for noise, near 1 for a
+	// well-determined direction.
+	HalfCosine float64
+}
+
+// measureEpoch0 is the first epoch index whose noise the measurement
+// uses, far beyond any run's epochs.
+const measureEpoch0 = 1 << 16
+
+// MeasureGradient samples n images (a multiple of SamplesPerEpoch) with
+// the current policy, computes their advantages as an epoch of training
+// would (a fresh StatTracker per SamplesPerEpoch images), and measures the
+// gradient of every training batch at every step of the training window
+// (Config.EarlyFraction), without changing the LoRA. tick is called after
+// every DDIM step of sampling and every measured (batch, step).
+func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, total int)) (*GradientNoise, error) {
+	cfg := t.cfg
+	if n < 2*cfg.BatchSize || n%cfg.SamplesPerEpoch != 0 {
+		return nil, fmt.Errorf("ddpo: measuring the gradient needs a multiple of %d samples, at least two batches of %d (got %d)", cfg.SamplesPerEpoch, cfg.BatchSize, n)
+	}
+	w := cfg.window()
+	rounds := n / cfg.SamplesPerEpoch
+	nb := cfg.SamplesPerEpoch / cfg.BatchSize
+	total := rounds * nb * (cfg.Steps + w)
+	done := 0
+	step := func() {
+		done++
+		if tick != nil {
+			tick(done, total)
+		}
+	}
+	window := make([]int, w)
+	for k := range window {
+		window[k] = k
+	}
+	params := t.Params()
+	size := 0
+	for _, p := range params {
+		size += p.Len()
+	}
+	// per[k][b] is batch b's gradient at window step k.
+	per := make([][][]float64, w)
+	var rewards []float64
+	t.opt.ZeroGrad()
+	for r := 0; r < rounds; r++ {
+		samples, err := t.sampleEpoch(ctx, measureEpoch0+r, step)
+		if err != nil {
+			return nil, err
+		}
+		texts := make([]string, len(samples))
+		rs := make([]float64, len(samples))
+		for i, s := range samples {
+			texts[i], rs[i] = cfg.Prompts[s.Prompt], s.Reward
+		}
+		rewards = append(rewards, rs...)
+		tr := NewStatTracker(cfg.StatBuffer, cfg.StatMinCount)
+		tr.Pooled = cfg.PooledStd
+		adv, err := tr.Update(texts, rs)
+		if err != nil {
+			return nil, err
+		}
+		for i := range adv {
+			adv[i] = math.Max(-cfg.AdvClip, math.Min(cfg.AdvClip, adv[i]))
+		}
+		for b := 0; b < nb; b++ {
+			idx := make([]int, cfg.BatchSize)
+			steps := make([][]int, cfg.BatchSize)
+			for i := range idx {
+				idx[i], steps[i] = b*cfg.BatchSize+i, window
+			}
+			chunks, err := t.batchChunks(samples, adv, idx, steps)
+			if err != nil {
+				return nil, err
+			}
+			for k := 0; k < w; k++ {
+				err := ctx.Err()
+				for _, c := range chunks {
+					if err != nil {
+						break
+					}
+					_, err = t.accumulate(c, k, float64(len(c.samples))/float64(cfg.BatchSize))
+				}
+				var g []float64
+				if err == nil {
+					g, err = readGrads(params, size)
+				}
+				t.opt.ZeroGrad()
+				if err != nil {
+					for _, c := range chunks {
+						c.ctx.Release()
+					}
+					return nil, err
+				}
+				per[k] = append(per[k], g)
+				step()
+			}
+			for _, c := range chunks {
+				c.ctx.Release()
+			}
+		}
+	}
+	gn := &GradientNoise{Samples: n, Groups: len(per[0]), GroupSize: cfg.BatchSize, Steps: window}
+	ts := t.c.Schedule.Timesteps(cfg.Steps)
+	for _, k := range window {
+		gn.Timesteps = append(gn.Timesteps, ts[k])
+		gn.PerStep = append(gn.PerStep, noiseFigures(per[k], cfg.BatchSize))
+	}
+	mean := make([][]float64, gn.Groups)
+	for b := range mean {
+		mean[b] = make([]float64, size)
+		for k := range per {
+			for i, v := range per[k][b] {
+				mean[b][i] += v / float64(w)
+			}
+		}
+	}
+	gn.Total = noiseFigures(mean, cfg.BatchSize)
+	gn.RewardMean, gn.RewardStd = meanStd(rewards)
+	return gn, nil
+}
+
+// readGrads returns the parameters' gradients as one vector (zeros for a
+// parameter without one).
+func readGrads(params []*gpu.Tensor, size int) ([]float64, error) {
+	out := make([]float64, 0, size)
+	for _, p := range params {
+		if p.Grad == nil {
+			out = append(out, make([]float64, p.Len())...)
+			continue
+		}
+		g, err := p.Grad.Read()
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range g {
+			out = append(out, float64(v))
+		}
+	}
+	return out, nil
+}
+
+// noiseFigures computes the figures of K estimates vs, each the mean over
+// groupSize samples.
+func noiseFigures(vs [][]float64, groupSize int) NoiseFigures {
+	k := len(vs)
+	m := make([]float64, len(vs[0]))
+	for _, v := range vs {
+		for i, x := range v {
+			m[i] += x / float64(k)
+		}
+	}
+	var spread float64
+	for _, v := range vs {
+		for i, x := range v {
+			d := x - m[i]
+			spread += d * d
+		}
+	}
+	spread /= float64(k - 1)
+	m2 := dot(m, m)
+	f := NoiseFigures{MeanNorm: math.Sqrt(m2), Noise: math.Sqrt(spread * float64(groupSize)), SamplesNeeded: math.Inf(1)}
+	if s2 := m2 - spread/float64(k); s2 > 0 {
+		f.Signal = math.Sqrt(s2)
+		f.SamplesNeeded = spread * float64(groupSize) / s2
+	}
+	h := k / 2
+	a, b := make([]float64, len(m)), make([]float64, len(m))
+	for j, v := range vs {
+		dst := a
+		if j >= h {
+			dst = b
+		}
+		for i, x := range v {
+			dst[i] += x
+		}
+	}
+	if na, nb := dot(a, a), dot(b, b); na > 0 && nb > 0 {
+		f.HalfCosine = dot(a, b) / math.Sqrt(na*nb)
+	}
+	return f
+}
+
+func dot(a, b []float64) float64 {
+	var s float64
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}
