@@ -43,6 +43,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	evalImages := fs.Int("eval-images", d.EvalImages, "evaluation images per prompt and model")
 	evalSteps := fs.Int("eval-steps", d.EvalSteps, "evaluation DDIM steps")
 	measure := fs.Int("measure-gradient", 0, "instead of aligning: measure the signal and noise of DDPO's policy gradient on the DreamBooth model over this many samples")
+	measureXT := fs.Int("measure-xt", 0, "instead of aligning: measure the share of the within-prompt reward variance that the initial noise decides, over this many samples")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -77,13 +78,33 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "adapter: %s\nbase model: %s\n", e.Info, *base)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if *measure > 0 {
-		gn, err := demo.MeasureGradient(ctx, e, o, *measure)
-		if err != nil {
-			return err
+	if *measure > 0 || *measureXT > 0 {
+		var last time.Time
+		tick := func(what string) func(done, total int) {
+			return func(done, total int) {
+				if time.Since(last) >= 2*time.Second || done == total {
+					o.Log(fmt.Sprintf("%s: %d/%d", what, done, total))
+					last = time.Now()
+				}
+			}
 		}
-		printGradientNoise(stdout, gn)
-		return nil
+		return demo.WithTrainer(ctx, e, o, func(tr *ddpo.Trainer) error {
+			if *measureXT > 0 {
+				s, err := tr.MeasureInitialNoise(ctx, *measureXT, tick("x_T share"))
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "\nreward variance within a prompt %.4g, between images sharing x_T %.4g (%d pairs): x_T decides %.0f%%\n", s.Within, s.Steps, s.Pairs, 100*s.Share)
+			}
+			if *measure > 0 {
+				gn, err := tr.MeasureGradient(ctx, *measure, tick("gradient"))
+				if err != nil {
+					return err
+				}
+				printGradientNoise(stdout, gn)
+			}
+			return nil
+		})
 	}
 	res, err := demo.Run(ctx, e, o)
 	if ctx.Err() != nil {

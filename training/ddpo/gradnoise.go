@@ -232,3 +232,66 @@ func dot(a, b []float64) float64 {
 	}
 	return s
 }
+
+// InitialNoiseShare splits the reward's spread within a prompt into the
+// part that the initial noise x_T decides and the part that the noise of
+// the DDIM steps decides. DDPO's actions are the steps; x_T is not one,
+// so only the second part can be credited to the policy.
+type InitialNoiseShare struct {
+	Pairs int
+	// Within is the reward variance within a prompt, Steps that between
+	// images with the same prompt and x_T (what the steps' noise causes).
+	Within, Steps float64
+	// Share is 1 - Steps/Within: the share of the within-prompt variance
+	// that x_T decides.
+	Share float64
+}
+
+// MeasureInitialNoise samples n images (a multiple of SamplesPerEpoch)
+// with the current policy in pairs that share x_T but not the steps'
+// noise, and splits the within-prompt reward variance: half the mean
+// squared difference within a pair estimates the steps' part, that
+// between the two pairs of a prompt's group of four the whole. It needs
+// SamplesPerPrompt to be a multiple of 4.
+func (t *Trainer) MeasureInitialNoise(ctx context.Context, n int, tick func(done, total int)) (*InitialNoiseShare, error) {
+	cfg := t.cfg
+	if cfg.SamplesPerPrompt < 4 || cfg.SamplesPerPrompt%4 != 0 || n < cfg.SamplesPerEpoch || n%cfg.SamplesPerEpoch != 0 {
+		return nil, fmt.Errorf("ddpo: measuring x_T's share needs samples per prompt a multiple of 4 (got %d) and a multiple of %d samples (got %d)", cfg.SamplesPerPrompt, cfg.SamplesPerEpoch, n)
+	}
+	t.pairXT = true
+	defer func() { t.pairXT = false }()
+	rounds := n / cfg.SamplesPerEpoch
+	total := rounds * cfg.SamplesPerEpoch / cfg.BatchSize * cfg.Steps
+	done := 0
+	var same, cross float64
+	var nSame, nCross int
+	for r := 0; r < rounds; r++ {
+		samples, err := t.sampleEpoch(ctx, measureEpoch0+r, func() {
+			done++
+			if tick != nil {
+				tick(done, total)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		for g := 0; g+4 <= len(samples); g += 4 {
+			s := samples[g : g+4]
+			for _, p := range [][2]int{{0, 1}, {2, 3}} {
+				d := s[p[0]].Reward - s[p[1]].Reward
+				same += d * d / 2
+				nSame++
+			}
+			for _, p := range [][2]int{{0, 2}, {0, 3}, {1, 2}, {1, 3}} {
+				d := s[p[0]].Reward - s[p[1]].Reward
+				cross += d * d / 2
+				nCross++
+			}
+		}
+	}
+	out := &InitialNoiseShare{Pairs: nSame, Within: cross / float64(nCross), Steps: same / float64(nSame)}
+	if out.Within > 0 {
+		out.Share = 1 - out.Steps/out.Within
+	}
+	return out, nil
+}

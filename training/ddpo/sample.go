@@ -82,7 +82,11 @@ func (t *Trainer) sampleBatch(ctx context.Context, ep, first int, batch []*Sampl
 	per := lc * h * w
 	noise := func(k int, out []float32) {
 		for j := range batch {
-			generate.Noise(cfg.Seed^noiseKey, noiseStream(ep, first+j, k), out[j*per:(j+1)*per])
+			i := first + j
+			if k == 0 && t.pairXT {
+				i &^= 1 // samples 2m and 2m+1 share x_T (MeasureInitialNoise)
+			}
+			generate.Noise(cfg.Seed^noiseKey, noiseStream(ep, i, k), out[j*per:(j+1)*per])
 		}
 	}
 	init := make([]float32, n*per)

@@ -88,6 +88,7 @@ type Trainer struct {
 	epoch    int         // epochs done
 	history  []EpochStats
 	broken   error // set when Run stopped mid-epoch
+	pairXT   bool  // sampling: samples 2m and 2m+1 share x_T
 
 	// ResumedFrom is the checkpoint New resumed from ("" for a fresh
 	// run); Skipped are unreadable newer checkpoints passed over.

@@ -407,39 +407,34 @@ func (o Options) ddpoConfig(dbDir string, prompts []string, size int) ddpo.Confi
 	}
 }
 
-// MeasureGradient personalises the subject (or reuses the DreamBooth model
-// in o.Out) and measures the signal and noise of DDPO's first policy
-// gradient on it over n samples with the demo's DDPO settings
-// (ddpo.Trainer.MeasureGradient), without training.
-func MeasureGradient(ctx context.Context, e *gpu.Engine, o Options, n int) (*ddpo.GradientNoise, error) {
+// WithTrainer personalises the subject (or reuses the DreamBooth model in
+// o.Out) and calls f with a fresh DDPO trainer on it with the demo's DDPO
+// settings and no work folder, for measurements
+// (ddpo.Trainer.MeasureGradient, MeasureInitialNoise) rather than
+// training.
+func WithTrainer(ctx context.Context, e *gpu.Engine, o Options, f func(*ddpo.Trainer) error) error {
 	if _, err := writePhotos(filepath.Join(o.Out, DirSubject), toyworld.TheSubject(), o.Seed, o.Photos); err != nil {
-		return nil, err
+		return err
 	}
 	dbDir := filepath.Join(o.Out, DirDreamBooth)
 	if err := personalize(ctx, e, o, dbDir); err != nil {
-		return nil, err
+		return err
 	}
 	pl, err := sd.Load(e, dbDir, sd.LoadOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("demo: personalised model: %w", err)
+		return fmt.Errorf("demo: personalised model: %w", err)
 	}
 	defer pl.Release()
 	prompts, err := ddpo.Prompts(toyworld.TheSubject().Token(), "star", o.Activities)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tr, err := ddpo.New(generate.FromPipeline(pl, "toyworld-dreambooth"), AlignReward{}, o.ddpoConfig(dbDir, prompts, imageSize(pl)))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer tr.Release()
-	var last time.Time
-	return tr.MeasureGradient(ctx, n, func(done, total int) {
-		if time.Since(last) >= 2*time.Second || done == total {
-			o.logf("gradient: %d/%d", done, total)
-			last = time.Now()
-		}
-	})
+	return f(tr)
 }
 
 // evaluateRuns draws EvalImages images per held-out prompt from each of
