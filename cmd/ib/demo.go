@@ -132,4 +132,8 @@ func printGradientNoise(w io.Writer, g *ddpo.GradientNoise) {
 		row(fmt.Sprintf("%d (%d)", g.Steps[i], g.Timesteps[i]), f)
 	}
 	row("mean", g.Total)
+	fmt.Fprintf(w, "\nmean gradient by adapted projection:\n%-12s %8s %10s %10s %10s %14s %12s\n", "projection", "params", "|mean|", "signal", "noise/1", "samples for 1", "half cos")
+	for _, m := range g.ByModule {
+		fmt.Fprintf(w, "%-12s %8d %10.3g %10.3g %10.3g %14.4g %12.3f\n", m.Module, m.Params, m.MeanNorm, m.Signal, m.Noise, m.SamplesNeeded, m.HalfCosine)
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sort"
+	"strings"
 
 	"github.com/instructbooth/instructbooth/gpu"
 )
@@ -31,6 +33,10 @@ type GradientNoise struct {
 	// of the mean over the window's steps (what an update follows).
 	PerStep []NoiseFigures
 	Total   NoiseFigures
+	// ByModule are the figures of the mean gradient restricted to the
+	// adapters of one kind of projection ("attn2.to_k": every
+	// cross-attention key projection's Down and Up), in name order.
+	ByModule []ModuleNoise
 	// RewardMean and RewardStd are the measured samples' rewards.
 	RewardMean, RewardStd float64
 }
@@ -46,6 +52,26 @@ type NoiseFigures struct {
 	// and the second half of the groups: about 0 for noise, near 1 for a
 	// well-determined direction.
 	HalfCosine float64
+}
+
+// ModuleNoise are the figures of one kind of adapted projection.
+type ModuleNoise struct {
+	Module string
+	Params int
+	NoiseFigures
+}
+
+// moduleKind is the projection kind of a LoRA parameter's name
+// ("...transformer_blocks.0.attn2.to_k.lora.up.weight" -> "attn2.to_k"),
+// or "other".
+func moduleKind(name string) string {
+	parts := strings.Split(name, ".")
+	for i := 0; i+1 < len(parts); i++ {
+		if strings.HasPrefix(parts[i], "attn") && strings.HasPrefix(parts[i+1], "to_") {
+			return parts[i] + "." + parts[i+1]
+		}
+	}
+	return "other"
 }
 
 // measureEpoch0 is the first epoch index whose noise the measurement
@@ -160,6 +186,29 @@ func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, to
 		}
 	}
 	gn.Total = noiseFigures(mean, cfg.BatchSize)
+	kinds := map[string][]int{} // kind -> coordinates
+	off := 0
+	for _, p := range params {
+		k := moduleKind(p.Name)
+		for i := 0; i < p.Len(); i++ {
+			kinds[k] = append(kinds[k], off+i)
+		}
+		off += p.Len()
+	}
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		sub := make([][]float64, len(mean))
+		for b, v := range mean {
+			for _, i := range kinds[k] {
+				sub[b] = append(sub[b], v[i])
+			}
+		}
+		gn.ByModule = append(gn.ByModule, ModuleNoise{Module: k, Params: len(kinds[k]), NoiseFigures: noiseFigures(sub, cfg.BatchSize)})
+	}
 	gn.RewardMean, gn.RewardStd = meanStd(rewards)
 	return gn, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -12,6 +13,9 @@ import (
 // s*sqrt(dim) and the samples needed s^2*dim/|mu|^2; pure noise shows no
 // direction.
 func TestNoiseFigures(t *testing.T) {
+	if k := moduleKind("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_out.0.lora.up.weight"); k != "attn2.to_out" {
+		t.Errorf("moduleKind = %q", k)
+	}
 	const seed, k, g, dim, s = 11, 400, 8, 60, 0.5
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -74,6 +78,23 @@ func TestMeasureGradient_matchesTraining(t *testing.T) {
 	t.Logf("%+v", gn.Total)
 	if gn.Groups != 2 || len(gn.PerStep) != 3 || len(gn.Timesteps) != 3 || gn.Samples != 8 {
 		t.Fatalf("measurement %+v", gn)
+	}
+	// The projections partition the coordinates: sizes and squared norms add up.
+	var np int
+	var m2 float64
+	for _, m := range gn.ByModule {
+		np += m.Params
+		m2 += m.MeanNorm * m.MeanNorm
+		if !strings.HasPrefix(m.Module, "attn1.to_") && !strings.HasPrefix(m.Module, "attn2.to_") {
+			t.Errorf("projection kind %q", m.Module)
+		}
+	}
+	var want int
+	for _, p := range tr.Params() {
+		want += p.Len()
+	}
+	if len(gn.ByModule) != 8 || np != want || math.Abs(m2/(gn.Total.MeanNorm*gn.Total.MeanNorm)-1) > 1e-9 {
+		t.Errorf("%d projection kinds with %d parameters (want 8, %d), squared norms %g vs %g", len(gn.ByModule), np, want, m2, gn.Total.MeanNorm*gn.Total.MeanNorm)
 	}
 	for name, v := range readParams(t, tr) {
 		for i := range v {
