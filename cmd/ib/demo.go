@@ -37,6 +37,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	inner := fs.Int("inner-epochs", d.InnerEpochs, "DDPO passes over each epoch's samples")
 	perPrompt := fs.Int("per-prompt", d.PerPrompt, "DDPO samples of each drawn prompt per epoch (rewards compared within the prompt)")
 	pooled := fs.Bool("pooled-std", d.PooledStd, "DDPO: divide centred rewards by the batch's pooled within-prompt std, not each prompt's own")
+	stepBase := fs.Bool("step-baseline", d.StepBaseline, "DDPO: subtract a per-step baseline (the reward of the x_0 predicted at the step) from each trained step's advantage")
 	early := fs.Float64("early-fraction", d.EarlyFraction, "DDPO trains only steps in the first share of each trajectory (0: all)")
 	clip := fs.Float64("clip-range", d.ClipRange, "DDPO ratio clip range")
 	tfrac := fs.Float64("timestep-fraction", d.TimestepFraction, "DDPO share of each trajectory's steps trained")
@@ -44,6 +45,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	evalSteps := fs.Int("eval-steps", d.EvalSteps, "evaluation DDIM steps")
 	measure := fs.Int("measure-gradient", 0, "instead of aligning: measure the signal and noise of DDPO's policy gradient on the DreamBooth model over this many samples")
 	measureXT := fs.Int("measure-xt", 0, "instead of aligning: measure the share of the within-prompt reward variance that the initial noise decides, over this many samples")
+	shared := fs.Int("shared-steps", 0, "with --measure-xt: the pairs also share the noise of this many first DDIM steps")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -63,7 +65,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 		o.DBSteps, o.DBLR, o.ClassImages = *dbSteps, float32(*dbLR), *classImages
 		o.Epochs, o.Samples, o.Batch, o.Steps, o.LR = *epochs, *samples, *batch, *steps, float32(*lr)
 		o.AccumBatches, o.InnerEpochs, o.ClipRange, o.TimestepFraction = *accum, *inner, *clip, *tfrac
-		o.PerPrompt, o.PooledStd, o.EarlyFraction = *perPrompt, *pooled, *early
+		o.PerPrompt, o.PooledStd, o.EarlyFraction, o.StepBaseline = *perPrompt, *pooled, *early, *stepBase
 		o.EvalImages, o.EvalSteps = *evalImages, *evalSteps
 	}
 	start := time.Now()
@@ -90,11 +92,11 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		return demo.WithTrainer(ctx, e, o, func(tr *ddpo.Trainer) error {
 			if *measureXT > 0 {
-				s, err := tr.MeasureInitialNoise(ctx, *measureXT, tick("x_T share"))
+				s, err := tr.MeasureInitialNoise(ctx, *measureXT, *shared, tick("shared noise"))
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "\nreward variance within a prompt %.4g, between images sharing x_T %.4g (%d pairs): x_T decides %.0f%%\n", s.Within, s.Steps, s.Pairs, 100*s.Share)
+				fmt.Fprintf(stdout, "\nreward variance within a prompt %.4g, between images sharing x_T and the first %d steps' noise %.4g (%d pairs): the shared noise decides %.0f%%\n", s.Within, s.SharedSteps, s.Rest, s.Pairs, 100*s.Share)
 			}
 			if *measure > 0 {
 				gn, err := tr.MeasureGradient(ctx, *measure, tick("gradient"))

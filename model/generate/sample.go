@@ -94,6 +94,10 @@ type Trajectory struct {
 	LogProbs [][]float32
 	// Eta is the DDIM eta of the run (0 for other samplers).
 	Eta float32
+	// Pred0[k] is the model's prediction of x_0 at step k,
+	// (x_t - sqrt(1-abar_t) eps) / sqrt(abar_t) from Latents[k] (N*C*h*w
+	// values); nil unless SampleConfig.RecordPred0 with a DDIM sampler.
+	Pred0 [][]float32
 }
 
 // SampleConfig describes one sampling run.
@@ -106,6 +110,9 @@ type SampleConfig struct {
 	Noise func(k int) []float32
 	// Record keeps the trajectory (one readback per step).
 	Record bool
+	// RecordPred0 also keeps each DDIM step's x_0 prediction
+	// (Trajectory.Pred0; one more readback per step). It needs Record.
+	RecordPred0 bool
 	// Progress, if set, is called after each step with the number of
 	// steps done.
 	Progress func(done, total int)
@@ -162,10 +169,13 @@ func Sample(ctx context.Context, xT *gpu.Tensor, c SampleConfig) (*gpu.Tensor, *
 				runErr = err
 				return
 			}
-			next, lp, err := step(e, c, ddim, k, t, x)
+			next, lp, p0, err := step(e, c, ddim, k, t, x)
 			if err != nil {
 				runErr = err
 				return
+			}
+			if tr != nil && p0 != nil {
+				tr.Pred0 = append(tr.Pred0, p0)
 			}
 			release()
 			x = next
@@ -198,9 +208,9 @@ func Sample(ctx context.Context, xT *gpu.Tensor, c SampleConfig) (*gpu.Tensor, *
 }
 
 // step runs sampling step k at model timestep t from x and returns the next
-// latent, and its log-probability for a stochastic DDIM step when
-// recording.
-func step(e *gpu.Engine, c SampleConfig, ddim *sched.DDIM, k int, t float32, x *gpu.Tensor) (*gpu.Tensor, []float32, error) {
+// latent, its log-probability for a stochastic DDIM step when recording,
+// and the x_0 prediction with RecordPred0.
+func step(e *gpu.Engine, c SampleConfig, ddim *sched.DDIM, k int, t float32, x *gpu.Tensor) (*gpu.Tensor, []float32, []float32, error) {
 	s := e.Scope()
 	in := x
 	if sc := c.Sampler.InputScale(k); sc != 1 {
@@ -212,12 +222,22 @@ func step(e *gpu.Engine, c SampleConfig, ddim *sched.DDIM, k int, t float32, x *
 		zv := c.Noise(k)
 		if len(zv) != x.Len() {
 			s.Close()
-			return nil, nil, fmt.Errorf("generate: step %d noise has %d values, the latents %d", k, len(zv), x.Len())
+			return nil, nil, nil, fmt.Errorf("generate: step %d noise has %d values, the latents %d", k, len(zv), x.Len())
 		}
 		var err error
 		if z, err = e.Upload(gpu.Activations, zv, x.Shape()...); err != nil {
 			s.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
+		}
+	}
+	var p0v []float32
+	if ddim != nil && c.Record && c.RecordPred0 {
+		st := ddim.Coeffs(k)
+		p0 := e.Sub(e.Scale(x, 1/st.SqrtAbarT), e.Scale(eps, st.SqrtOneMT/st.SqrtAbarT))
+		var err error
+		if p0v, err = p0.Read(); err != nil {
+			s.Close()
+			return nil, nil, nil, err
 		}
 	}
 	var next, lp *gpu.Tensor
@@ -236,11 +256,11 @@ func step(e *gpu.Engine, c SampleConfig, ddim *sched.DDIM, k int, t float32, x *
 		var err error
 		if lpv, err = lp.Read(); err != nil {
 			s.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	s.Close(next)
-	return next, lpv, nil
+	return next, lpv, p0v, nil
 }
 
 func equalShape(a, b []int) bool {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/model/sched"
 )
 
 // Tolerances of the fixtures' README: model outputs 1e-4, trajectories
@@ -50,7 +51,7 @@ func TestSample_DDIM10(t *testing.T) {
 	eps0.Release()
 
 	steps := 0
-	x0, tr, err := Sample(context.Background(), xT, SampleConfig{Sampler: smp, Guide: g, Record: true,
+	x0, tr, err := Sample(context.Background(), xT, SampleConfig{Sampler: smp, Guide: g, Record: true, RecordPred0: true,
 		Progress: func(done, total int) {
 			if done != steps+1 || total != 10 {
 				t.Errorf("progress (%d, %d) after %d steps", done, total, steps)
@@ -74,6 +75,30 @@ func TestSample_DDIM10(t *testing.T) {
 	}
 	final, _ := read(t, ref, "ddim10/final_latents")
 	expectClose(t, "ddim10/final_latents", x0.MustRead(), final, tolTrajectory)
+
+	// The x_0 predictions: step 0's from the reference eps; every step's
+	// eps recovered from it gives the step's DDIM update (eta 0).
+	if len(tr.Pred0) != 10 {
+		t.Fatalf("%d x_0 predictions", len(tr.Pred0))
+	}
+	ddim := smp.(*sched.DDIM)
+	c0 := ddim.Coeffs(0)
+	xTv := xT.MustRead()
+	want0 := make([]float32, len(xTv))
+	for i := range want0 {
+		want0[i] = (xTv[i] - c0.SqrtOneMT*want[i]) / c0.SqrtAbarT
+	}
+	expectClose(t, "x_0 prediction of step 0 (reference eps)", tr.Pred0[0], want0, tolModel)
+	for k, p0 := range tr.Pred0 {
+		c := ddim.Coeffs(k)
+		next := make([]float32, len(p0))
+		for i, v := range p0 {
+			x := tr.Latents[k][i]
+			eps := (x - c.SqrtAbarT*v) / c.SqrtOneMT
+			next[i] = c.A*x + c.B*eps
+		}
+		expectClose(t, fmt.Sprintf("DDIM step %d from its x_0 prediction", k), next, tr.Latents[k+1], 1e-5)
+	}
 
 	// Our final latents through the VAE (errors of the whole run), and the
 	// reference final latents through it (the VAE alone).

@@ -129,6 +129,16 @@ type Config struct {
 	// within-prompt standard deviation instead of its prompt's own
 	// (StatTracker.Pooled).
 	PooledStd bool
+	// StepBaseline subtracts from each trained step's advantage a
+	// baseline that depends only on the step's starting latent x_t: the
+	// reward of the model's x_0 prediction at x_t (decoded and scored
+	// while sampling), centred per prompt and scaled by a least-squares
+	// fit per step over the epoch (stepBaseline). The reward spread that
+	// x_T and the earlier steps already decided is noise to a step's
+	// gradient; a state-dependent baseline removes what the prediction
+	// explains of it and leaves the expected gradient unchanged (up to
+	// the O(1/N) of fitting the scale on the same samples).
+	StepBaseline bool
 	// MaxLogRatio stops the run when a trained step's |log ratio| exceeds
 	// it.
 	MaxLogRatio float64

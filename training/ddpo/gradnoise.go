@@ -118,20 +118,14 @@ func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, to
 		if err != nil {
 			return nil, err
 		}
-		texts := make([]string, len(samples))
-		rs := make([]float64, len(samples))
-		for i, s := range samples {
-			texts[i], rs[i] = cfg.Prompts[s.Prompt], s.Reward
+		for _, s := range samples {
+			rewards = append(rewards, s.Reward)
 		}
-		rewards = append(rewards, rs...)
 		tr := NewStatTracker(cfg.StatBuffer, cfg.StatMinCount)
 		tr.Pooled = cfg.PooledStd
-		adv, err := tr.Update(texts, rs)
+		adv, err := t.advantages(tr, samples)
 		if err != nil {
 			return nil, err
-		}
-		for i := range adv {
-			adv[i] = math.Max(-cfg.AdvClip, math.Min(cfg.AdvClip, adv[i]))
 		}
 		for b := 0; b < nb; b++ {
 			idx := make([]int, cfg.BatchSize)
@@ -283,32 +277,39 @@ func dot(a, b []float64) float64 {
 }
 
 // InitialNoiseShare splits the reward's spread within a prompt into the
-// part that the initial noise x_T decides and the part that the noise of
-// the DDIM steps decides. DDPO's actions are the steps; x_T is not one,
-// so only the second part can be credited to the policy.
+// part that the noise shared by pairs of images decides (x_T, and the z
+// of the first SharedSteps DDIM steps) and the part that the remaining
+// steps' noise decides. DDPO's actions are the steps; x_T is not one, so
+// its part cannot be credited to the policy; a large part for the last
+// steps alone means the reward turns on fine detail.
 type InitialNoiseShare struct {
-	Pairs int
-	// Within is the reward variance within a prompt, Steps that between
-	// images with the same prompt and x_T (what the steps' noise causes).
-	Within, Steps float64
-	// Share is 1 - Steps/Within: the share of the within-prompt variance
-	// that x_T decides.
+	Pairs       int
+	SharedSteps int
+	// Within is the reward variance within a prompt, Rest that between
+	// images with the same prompt and the same shared noise.
+	Within, Rest float64
+	// Share is 1 - Rest/Within: the share of the within-prompt variance
+	// that the shared noise decides.
 	Share float64
 }
 
 // MeasureInitialNoise samples n images (a multiple of SamplesPerEpoch)
-// with the current policy in pairs that share x_T but not the steps'
-// noise, and splits the within-prompt reward variance: half the mean
-// squared difference within a pair estimates the steps' part, that
-// between the two pairs of a prompt's group of four the whole. It needs
-// SamplesPerPrompt to be a multiple of 4.
-func (t *Trainer) MeasureInitialNoise(ctx context.Context, n int, tick func(done, total int)) (*InitialNoiseShare, error) {
+// with the current policy in pairs that share x_T and the noise of the
+// first sharedSteps DDIM steps but no later noise, and splits the
+// within-prompt reward variance: half the mean squared difference within
+// a pair estimates the unshared part, that between the two pairs of a
+// prompt's group of four the whole. It needs SamplesPerPrompt to be a
+// multiple of 4.
+func (t *Trainer) MeasureInitialNoise(ctx context.Context, n, sharedSteps int, tick func(done, total int)) (*InitialNoiseShare, error) {
 	cfg := t.cfg
 	if cfg.SamplesPerPrompt < 4 || cfg.SamplesPerPrompt%4 != 0 || n < cfg.SamplesPerEpoch || n%cfg.SamplesPerEpoch != 0 {
 		return nil, fmt.Errorf("ddpo: measuring x_T's share needs samples per prompt a multiple of 4 (got %d) and a multiple of %d samples (got %d)", cfg.SamplesPerPrompt, cfg.SamplesPerEpoch, n)
 	}
-	t.pairXT = true
-	defer func() { t.pairXT = false }()
+	if sharedSteps < 0 || sharedSteps >= cfg.Steps {
+		return nil, fmt.Errorf("ddpo: %d shared steps of %d", sharedSteps, cfg.Steps)
+	}
+	t.pairNoise = 1 + sharedSteps
+	defer func() { t.pairNoise = 0 }()
 	rounds := n / cfg.SamplesPerEpoch
 	total := rounds * cfg.SamplesPerEpoch / cfg.BatchSize * cfg.Steps
 	done := 0
@@ -338,9 +339,9 @@ func (t *Trainer) MeasureInitialNoise(ctx context.Context, n int, tick func(done
 			}
 		}
 	}
-	out := &InitialNoiseShare{Pairs: nSame, Within: cross / float64(nCross), Steps: same / float64(nSame)}
+	out := &InitialNoiseShare{Pairs: nSame, SharedSteps: sharedSteps, Within: cross / float64(nCross), Rest: same / float64(nSame)}
 	if out.Within > 0 {
-		out.Share = 1 - out.Steps/out.Within
+		out.Share = 1 - out.Rest/out.Within
 	}
 	return out, nil
 }

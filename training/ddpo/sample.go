@@ -83,8 +83,8 @@ func (t *Trainer) sampleBatch(ctx context.Context, ep, first int, batch []*Sampl
 	noise := func(k int, out []float32) {
 		for j := range batch {
 			i := first + j
-			if k == 0 && t.pairXT {
-				i &^= 1 // samples 2m and 2m+1 share x_T (MeasureInitialNoise)
+			if k < t.pairNoise {
+				i &^= 1 // samples 2m and 2m+1 share this draw (MeasureInitialNoise)
 			}
 			generate.Noise(cfg.Seed^noiseKey, noiseStream(ep, i, k), out[j*per:(j+1)*per])
 		}
@@ -98,7 +98,7 @@ func (t *Trainer) sampleBatch(ctx context.Context, ep, first int, batch []*Sampl
 	defer xT.Release()
 	z := make([]float32, n*per)
 	x0, tr, err := generate.Sample(ctx, xT, generate.SampleConfig{
-		Sampler: smp, Guide: guide, Record: true,
+		Sampler: smp, Guide: guide, Record: true, RecordPred0: cfg.StepBaseline,
 		Noise:    func(k int) []float32 { noise(k+1, z); return z },
 		Progress: func(int, int) { tick() },
 	})
@@ -122,37 +122,13 @@ func (t *Trainer) sampleBatch(ctx context.Context, ep, first int, batch []*Sampl
 			}
 		}
 	}
-	// Decode in chunks of at most 512x512 pixels: a whole batch at 512x512
-	// would dominate the run's memory, while small images decode faster
-	// together.
-	images := make([]*image.NRGBA, 0, n)
-	chunk := max(1, 512*512/(cfg.Width*cfg.Height))
-	for j0 := 0; j0 < n; j0 += chunk {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		j1 := min(n, j0+chunk)
-		v := make([]float32, 0, (j1-j0)*per)
-		for _, s := range batch[j0:j1] {
-			v = append(v, s.Latents[cfg.Steps]...)
-		}
-		lat, err := e.Upload(gpu.Activations, v, j1-j0, lc, h, w)
-		if err != nil {
-			return err
-		}
-		im, err := generate.DecodeImages(t.c.VAE, lat)
-		lat.Release()
-		if err != nil {
-			return err
-		}
-		images = append(images, im...)
+	finals := make([][]float32, n)
+	for j, s := range batch {
+		finals[j] = s.Latents[cfg.Steps]
 	}
-	r, err := t.scorer.Score(ctx, images, prompts)
+	r, err := t.decodeScore(ctx, finals, prompts)
 	if err != nil {
-		return fmt.Errorf("ddpo: reward %s: %w", t.scorer.Name(), err)
-	}
-	if len(r) != n {
-		return fmt.Errorf("ddpo: reward %s returned %d scores for %d images", t.scorer.Name(), len(r), n)
+		return err
 	}
 	for j, s := range batch {
 		if err := training.CheckFinite(fmt.Sprintf("reward %s of sample %d (%q)", t.scorer.Name(), first+j, prompts[j]), r[j]); err != nil {
@@ -161,5 +137,72 @@ func (t *Trainer) sampleBatch(ctx context.Context, ep, first int, batch []*Sampl
 		}
 		s.Reward = r[j]
 	}
+	if cfg.StepBaseline {
+		if len(tr.Pred0) != cfg.Steps {
+			return fmt.Errorf("ddpo: the sampler recorded %d x_0 predictions for %d steps", len(tr.Pred0), cfg.Steps)
+		}
+		for _, s := range batch {
+			s.StepRewards = make([]float64, cfg.Steps)
+		}
+		for k, p0 := range tr.Pred0 {
+			lat := make([][]float32, n)
+			for j := range lat {
+				lat[j] = p0[j*per : (j+1)*per]
+			}
+			r, err := t.decodeScore(ctx, lat, prompts)
+			if err != nil {
+				return err
+			}
+			for j, s := range batch {
+				if err := training.CheckFinite(fmt.Sprintf("reward %s of sample %d's x_0 prediction at step %d", t.scorer.Name(), first+j, k), r[j]); err != nil {
+					err.(*training.NotFiniteError).Step = ep + 1
+					return err
+				}
+				s.StepRewards[k] = r[j]
+			}
+		}
+	}
 	return nil
+}
+
+// decodeScore decodes latents (one per image, C*h*w values each) and scores
+// the images against prompts.
+func (t *Trainer) decodeScore(ctx context.Context, latents [][]float32, prompts []string) ([]float64, error) {
+	e, cfg := t.e, t.cfg
+	n := len(latents)
+	lc, h, w := t.latentShape()
+	per := lc * h * w
+	// Decode in chunks of at most 512x512 pixels: a whole batch at 512x512
+	// would dominate the run's memory, while small images decode faster
+	// together.
+	images := make([]*image.NRGBA, 0, n)
+	chunk := max(1, 512*512/(cfg.Width*cfg.Height))
+	for j0 := 0; j0 < n; j0 += chunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		j1 := min(n, j0+chunk)
+		v := make([]float32, 0, (j1-j0)*per)
+		for _, l := range latents[j0:j1] {
+			v = append(v, l...)
+		}
+		lat, err := e.Upload(gpu.Activations, v, j1-j0, lc, h, w)
+		if err != nil {
+			return nil, err
+		}
+		im, err := generate.DecodeImages(t.c.VAE, lat)
+		lat.Release()
+		if err != nil {
+			return nil, err
+		}
+		images = append(images, im...)
+	}
+	r, err := t.scorer.Score(ctx, images, prompts)
+	if err != nil {
+		return nil, fmt.Errorf("ddpo: reward %s: %w", t.scorer.Name(), err)
+	}
+	if len(r) != n {
+		return nil, fmt.Errorf("ddpo: reward %s returned %d scores for %d images", t.scorer.Name(), len(r), n)
+	}
+	return r, nil
 }

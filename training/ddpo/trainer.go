@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +28,10 @@ type Sample struct {
 	// LogProbs[k] is the sampling policy's log-probability of step k.
 	LogProbs []float32
 	Reward   float64
+	// With Config.StepBaseline: StepRewards[k] is the reward of the x_0
+	// predicted at step k's start, and StepAdv[k] the step's advantage
+	// after the baseline (set before training).
+	StepRewards, StepAdv []float64
 }
 
 // PromptStats are one prompt's rewards in an epoch.
@@ -88,7 +91,7 @@ type Trainer struct {
 	epoch    int         // epochs done
 	history  []EpochStats
 	broken   error // set when Run stopped mid-epoch
-	pairXT   bool  // sampling: samples 2m and 2m+1 share x_T
+	pairNoise int  // sampling: samples 2m and 2m+1 share the first pairNoise noise draws (x_T, then the steps' z)
 
 	// ResumedFrom is the checkpoint New resumed from ("" for a fresh
 	// run); Skipped are unreadable newer checkpoints passed over.
@@ -314,17 +317,9 @@ func (t *Trainer) run(ctx context.Context, progress func(Progress)) error {
 		if err != nil {
 			return err
 		}
-		texts := make([]string, len(samples))
-		rewards := make([]float64, len(samples))
-		for i, s := range samples {
-			texts[i], rewards[i] = cfg.Prompts[s.Prompt], s.Reward
-		}
-		adv, err := t.tracker.Update(texts, rewards)
+		adv, err := t.advantages(t.tracker, samples)
 		if err != nil {
 			return err
-		}
-		for i := range adv {
-			adv[i] = math.Max(-cfg.AdvClip, math.Min(cfg.AdvClip, adv[i]))
 		}
 		st := epochRewards(ep, cfg.Prompts, samples)
 		if err := t.trainEpoch(ctx, ep, samples, adv, &st, func(m map[string]float64) { tick(PhaseTraining, m) }); err != nil {

@@ -195,7 +195,14 @@ func (t *Trainer) accumulate(tb *trainBatch, j int, scale float64) (timestepStat
 		e.ResetTape()
 		return timestepStats{}, err
 	}
-	sur := ClippedSurrogate(nlp, old, tb.adv, cfg.ClipRange)
+	adv := tb.adv
+	if tb.samples[0].StepAdv != nil {
+		adv = make([]float64, len(tb.adv))
+		for i, s := range tb.samples {
+			adv[i] = s.StepAdv[tb.steps[i][j]]
+		}
+	}
+	sur := ClippedSurrogate(nlp, old, adv, cfg.ClipRange)
 	st := timestepStats{Surrogate: sur, NewLP: nlp}
 	for i, v := range nlp {
 		if err := training.CheckFinite(fmt.Sprintf("log-probability of step %d under the policy", tb.steps[i][j]), float64(v)); err != nil {

@@ -65,6 +65,9 @@ type Options struct {
 	// PooledStd scales the centred rewards by the batch's pooled
 	// within-prompt standard deviation (ddpo.Config.PooledStd).
 	PooledStd bool
+	// StepBaseline subtracts a per-step baseline from the reward of the
+	// x_0 predicted at each step (ddpo.Config.StepBaseline).
+	StepBaseline bool
 	// AccumBatches batches per AdamW step (0: one step per inner epoch);
 	// InnerEpochs passes over each epoch's samples.
 	AccumBatches, InnerEpochs int
@@ -403,7 +406,7 @@ func (o Options) ddpoConfig(dbDir string, prompts []string, size int) ddpo.Confi
 		MicroBatch: o.Batch, Steps: o.Steps, Guidance: o.Guidance, Eta: 1, TimestepFraction: o.TimestepFraction, EarlyFraction: o.EarlyFraction,
 		Width: size, Height: size, Rank: o.Rank, LR: o.LR, ClipRange: o.ClipRange, Seed: o.Seed,
 		AccumBatches: o.AccumBatches, InnerEpochs: o.InnerEpochs,
-		SamplesPerPrompt: o.PerPrompt, PooledStd: o.PooledStd, StatBuffer: 32, NoGradCheckpointing: true,
+		SamplesPerPrompt: o.PerPrompt, PooledStd: o.PooledStd, StepBaseline: o.StepBaseline, StatBuffer: 32, NoGradCheckpointing: true,
 	}
 }
 
