@@ -53,8 +53,14 @@ func TestNoiseFigures(t *testing.T) {
 // on the same samples when every step is trained (its norm before
 // clipping), and the measurement leaves the LoRA as it was.
 func TestMeasureGradient_matchesTraining(t *testing.T) {
+	for _, sb := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "step-baseline"}[sb], func(t *testing.T) { measureMatchesTraining(t, sb) })
+	}
+}
+
+func measureMatchesTraining(t *testing.T, stepBaseline bool) {
 	_, c := tiny(t)
-	cfg := Config{Prompts: []string{"a sks dog playing soccer", "a dog in the snow"}, Epochs: 1, SamplesPerEpoch: 8, BatchSize: 4,
+	cfg := Config{StepBaseline: stepBaseline, Prompts: []string{"a sks dog playing soccer", "a dog in the snow"}, Epochs: 1, SamplesPerEpoch: 8, BatchSize: 4,
 		SamplesPerPrompt: 4, Steps: 3, TimestepFraction: 1, Guidance: 3, Width: 64, Height: 64, LR: 1e-3, Seed: 4,
 		NoGradCheckpointing: true, MicroBatch: 4, ClipRange: 0.2}
 	tr, err := New(c, borderBrightness{}, cfg)
@@ -107,13 +113,14 @@ func TestMeasureGradient_matchesTraining(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	texts, rs := make([]string, len(samples)), make([]float64, len(samples))
-	for i, s := range samples {
-		texts[i], rs[i] = cfg.Prompts[s.Prompt], s.Reward
-	}
-	adv, err := NewStatTracker(tr.cfg.StatBuffer, tr.cfg.StatMinCount).Update(texts, rs)
+	adv, err := tr.advantages(NewStatTracker(tr.cfg.StatBuffer, tr.cfg.StatMinCount), samples)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i, s := range samples {
+		if stepBaseline != (len(s.StepRewards) == cfg.Steps && len(s.StepAdv) == cfg.Steps) {
+			t.Fatalf("sample %d: %d step rewards, %d step advantages", i, len(s.StepRewards), len(s.StepAdv))
+		}
 	}
 	var st EpochStats
 	if err := tr.trainEpoch(context.Background(), 0, samples, adv, &st, func(map[string]float64) {}); err != nil {
@@ -125,5 +132,54 @@ func TestMeasureGradient_matchesTraining(t *testing.T) {
 	}
 	if _, err := tr.MeasureGradient(context.Background(), 12, nil); err == nil {
 		t.Error("12 samples with 8 per epoch: no error")
+	}
+}
+
+// TestMeasureInitialNoise: pairs share x_T and the first steps' noise and
+// so their trajectories up to there; sharing all but the last (small
+// sigma) step leaves little of the within-prompt reward spread.
+func TestMeasureInitialNoise(t *testing.T) {
+	_, c := tiny(t)
+	cfg := Config{Prompts: []string{"a sks dog playing soccer", "a dog in the snow"}, Epochs: 1, SamplesPerEpoch: 16, BatchSize: 8,
+		SamplesPerPrompt: 4, Steps: 3, Guidance: 3, Width: 64, Height: 64, Seed: 9, NoGradCheckpointing: true, MicroBatch: 8}
+	tr, err := New(c, borderBrightness{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Release()
+	tr.pairNoise = 2 // x_T and step 0's z
+	ss, err := tr.sampleEpoch(context.Background(), measureEpoch0, func() {})
+	tr.pairNoise = 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(a, b []float32) bool {
+		for i := range a {
+			if a[i] != b[i] {
+				return false
+			}
+		}
+		return true
+	}
+	for m := 0; m < len(ss); m += 2 {
+		a, b := ss[m], ss[m+1]
+		if !same(a.Latents[0], b.Latents[0]) || !same(a.Latents[1], b.Latents[1]) || same(a.Latents[2], b.Latents[2]) {
+			t.Fatalf("pair %d: x_T shared %v, after step 0 %v, after step 1 %v (want true, true, false)", m/2,
+				same(a.Latents[0], b.Latents[0]), same(a.Latents[1], b.Latents[1]), same(a.Latents[2], b.Latents[2]))
+		}
+	}
+	if m := 2; same(ss[0].Latents[0], ss[m].Latents[0]) {
+		t.Fatal("different pairs share x_T")
+	}
+	s, err := tr.MeasureInitialNoise(context.Background(), 32, cfg.Steps-1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", s)
+	if s.Pairs != 16 || !(s.Within > 0) || s.Share < 0.9 {
+		t.Errorf("sharing all but the last step: %+v (want a share over 0.9)", s)
+	}
+	if _, err := tr.MeasureInitialNoise(context.Background(), 32, cfg.Steps, nil); err == nil {
+		t.Error("sharing every step: no error")
 	}
 }
