@@ -84,14 +84,14 @@ type Trainer struct {
 	e      *gpu.Engine
 	scorer reward.Scorer
 
-	adapters nn.Adapters
-	opt      *gpu.AdamW
-	tracker  *StatTracker
-	uncond   *gpu.Tensor // [1, L, D]
-	epoch    int         // epochs done
-	history  []EpochStats
-	broken   error // set when Run stopped mid-epoch
-	pairNoise int  // sampling: samples 2m and 2m+1 share the first pairNoise noise draws (x_T, then the steps' z)
+	adapters  nn.Adapters
+	opt       *gpu.AdamW
+	tracker   *StatTracker
+	uncond    *gpu.Tensor // [1, L, D]
+	epoch     int         // epochs done
+	history   []EpochStats
+	broken    error // set when Run stopped mid-epoch
+	pairNoise int   // sampling: samples 2m and 2m+1 share the first pairNoise noise draws (x_T, then the steps' z)
 
 	// ResumedFrom is the checkpoint New resumed from ("" for a fresh
 	// run); Skipped are unreadable newer checkpoints passed over.
