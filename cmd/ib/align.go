@@ -40,6 +40,7 @@ func alignCmd(args []string, stdout, stderr io.Writer) error {
 	samples := fs.Int("samples-per-epoch", ddpo.DefaultSamplesPerEpoch, "images sampled per epoch")
 	perPrompt := fs.Int("samples-per-prompt", 0, "samples of each drawn prompt per epoch, whose rewards are standardised within the prompt (0: a prompt per sample)")
 	pooled := fs.Bool("pooled-std", false, "divide centred rewards by the batch's pooled within-prompt std instead of each prompt's own")
+	stepBase := fs.Bool("step-baseline", false, "subtract a per-step baseline (the reward of the x_0 predicted at the step's start) from each trained step's advantage")
 	early := fs.Float64("early-fraction", 0, "train only steps in the first share of each trajectory, where layout is decided (0: all)")
 	clip := fs.Float64("clip-range", ddpo.DefaultClipRange, "PPO ratio clip range")
 	accum := fs.Int("accum", 0, "training batches per AdamW step (0: one step per epoch)")
@@ -103,7 +104,7 @@ func alignCmd(args []string, stdout, stderr io.Writer) error {
 	cfg := ddpo.Config{
 		Model: model, Prompts: prompts, Epochs: *epochs, SamplesPerEpoch: *samples, BatchSize: *batch, MicroBatch: *micro, Steps: *steps,
 		Guidance: g, TimestepFraction: *fraction, Width: *resolution, Height: *resolution, Rank: *rank,
-		LR: float32(*lr), Seed: seed, WorkDir: *work, SamplesPerPrompt: *perPrompt, PooledStd: *pooled, EarlyFraction: *early, AccumBatches: *accum, ClipRange: *clip,
+		LR: float32(*lr), Seed: seed, WorkDir: *work, SamplesPerPrompt: *perPrompt, PooledStd: *pooled, StepBaseline: *stepBase, EarlyFraction: *early, AccumBatches: *accum, ClipRange: *clip,
 	}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
