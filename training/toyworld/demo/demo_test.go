@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/instructbooth/instructbooth/internal/testenv"
+	"github.com/instructbooth/instructbooth/training/ddpo"
 	"github.com/instructbooth/instructbooth/training/evaluate"
 	"github.com/instructbooth/instructbooth/training/reward"
 	"github.com/instructbooth/instructbooth/training/toyworld"
@@ -190,7 +191,11 @@ func TestRun_quick(t *testing.T) {
 	if len(res.Rewards) != o.Epochs {
 		t.Errorf("%d epoch rewards, want %d", len(res.Rewards), o.Epochs)
 	}
-	t.Logf("\n%s", Summary(r))
+	sum := Summary(r)
+	t.Logf("\n%s", sum)
+	if !strings.Contains(sum, "instructbooth − dreambooth") || !strings.Contains(sum, "(paired, same seeds)") {
+		t.Errorf("summary without the paired differences:\n%s", sum)
+	}
 
 	lines = nil
 	again, err := Run(context.Background(), e, o)
@@ -207,6 +212,28 @@ func TestRun_quick(t *testing.T) {
 				t.Fatalf("%s score %d: %v, then %v", m, i, r.Scores[m][i], v)
 			}
 		}
+	}
+
+	// The measurements run on the personalised model with the demo's settings.
+	err = WithTrainer(context.Background(), e, o, func(tr *ddpo.Trainer) error {
+		gn, err := tr.MeasureGradient(context.Background(), 2*o.Samples, nil)
+		if err != nil {
+			return err
+		}
+		if gn.Groups != 2*o.Samples/o.Batch || len(gn.PerStep) != o.Steps || !(gn.Total.Noise > 0) {
+			t.Errorf("gradient measurement %+v", gn)
+		}
+		s, err := tr.MeasureInitialNoise(context.Background(), 2*o.Samples, 0, nil)
+		if err != nil {
+			return err
+		}
+		if s.Pairs != o.Samples {
+			t.Errorf("x_T measurement %+v", s)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
