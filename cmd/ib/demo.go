@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/model/metrics"
 	"github.com/instructbooth/instructbooth/training/ddpo"
 	"github.com/instructbooth/instructbooth/training/toyworld"
 	"github.com/instructbooth/instructbooth/training/toyworld/demo"
@@ -45,6 +46,8 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	evalSteps := fs.Int("eval-steps", d.EvalSteps, "evaluation DDIM steps")
 	measure := fs.Int("measure-gradient", 0, "instead of aligning: measure the signal and noise of DDPO's policy gradient on the DreamBooth model over this many samples")
 	measureXT := fs.Int("measure-xt", 0, "instead of aligning: measure the share of the within-prompt reward variance that the initial noise decides, over this many samples")
+	measureReward := fs.Int("measure-reward", 0, "instead of aligning: the mean reward on the training prompts over this many samples from fixed noise, of the DreamBooth model and of the policy in --at, paired")
+	at := fs.String("at", "", "with the measurements: take them at the LoRA of this DDPO checkpoint (work/ddpo/ckpt-N.safetensors)")
 	shared := fs.Int("shared-steps", 0, "with --measure-xt: the pairs also share the noise of this many first DDIM steps")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -80,7 +83,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "adapter: %s\nbase model: %s\n", e.Info, *base)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if *measure > 0 || *measureXT > 0 {
+	if *measure > 0 || *measureXT > 0 || *measureReward > 0 {
 		var last time.Time
 		tick := func(what string) func(done, total int) {
 			return func(done, total int) {
@@ -91,6 +94,35 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		return demo.WithTrainer(ctx, e, o, func(tr *ddpo.Trainer) error {
+			if *measureReward > 0 {
+				before, err := tr.MeasureReward(ctx, *measureReward, tick("reward of the DreamBooth model"))
+				if err != nil {
+					return err
+				}
+				if *at == "" {
+					return fmt.Errorf("--measure-reward needs --at CHECKPOINT")
+				}
+				if err := tr.LoadPolicy(*at); err != nil {
+					return err
+				}
+				after, err := tr.MeasureReward(ctx, *measureReward, tick("reward of "+filepath.Base(*at)))
+				if err != nil {
+					return err
+				}
+				d := make([]float64, len(after))
+				for i := range d {
+					d[i] = after[i] - before[i]
+				}
+				b, a, p := metrics.Summarize(before), metrics.Summarize(after), metrics.Summarize(d)
+				fmt.Fprintf(stdout, "\ntraining prompts, %d images from the same noise: DreamBooth %.3f ± %.3f, %s %.3f ± %.3f, paired difference %+.4f ± %.4f\n",
+					len(d), b.Mean, b.StdErr, filepath.Base(*at), a.Mean, a.StdErr, p.Mean, p.StdErr)
+				return nil
+			}
+			if *at != "" {
+				if err := tr.LoadPolicy(*at); err != nil {
+					return err
+				}
+			}
 			if *measureXT > 0 {
 				s, err := tr.MeasureInitialNoise(ctx, *measureXT, *shared, tick("shared noise"))
 				if err != nil {

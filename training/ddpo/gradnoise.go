@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/instructbooth/instructbooth/gpu"
+	"github.com/instructbooth/instructbooth/training"
 )
 
 // GradientNoise measures how much of DDPO's policy gradient is signal at
@@ -344,4 +345,44 @@ func (t *Trainer) MeasureInitialNoise(ctx context.Context, n, sharedSteps int, t
 		out.Share = 1 - out.Rest/out.Within
 	}
 	return out, nil
+}
+
+// MeasureReward samples n images (a multiple of SamplesPerEpoch) with the
+// current policy from the measurements' fixed noise and prompts and
+// returns their rewards in order: two policies measured this way are
+// compared image by image.
+func (t *Trainer) MeasureReward(ctx context.Context, n int, tick func(done, total int)) ([]float64, error) {
+	cfg := t.cfg
+	if n < cfg.SamplesPerEpoch || n%cfg.SamplesPerEpoch != 0 {
+		return nil, fmt.Errorf("ddpo: measuring the reward needs a multiple of %d samples (got %d)", cfg.SamplesPerEpoch, n)
+	}
+	rounds := n / cfg.SamplesPerEpoch
+	total := rounds * cfg.SamplesPerEpoch / cfg.BatchSize * cfg.Steps
+	done := 0
+	var out []float64
+	for r := 0; r < rounds; r++ {
+		samples, err := t.sampleEpoch(ctx, measureEpoch0+r, func() {
+			done++
+			if tick != nil {
+				tick(done, total)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range samples {
+			out = append(out, s.Reward)
+		}
+	}
+	return out, nil
+}
+
+// LoadPolicy sets the trainer's LoRA from a checkpoint of a run
+// (training.SaveCheckpoint in its work folder), so that the measurements
+// can be taken at a trained policy. The checkpoint must hold this
+// trainer's LoRA parameters; its optimizer state is loaded too.
+func (t *Trainer) LoadPolicy(path string) error {
+	var st checkpointState
+	_, err := training.LoadCheckpoint(path, t.Params(), t.opt, &st)
+	return err
 }

@@ -230,6 +230,39 @@ func TestRun_quick(t *testing.T) {
 		if s.Pairs != o.Samples {
 			t.Errorf("x_T measurement %+v", s)
 		}
+		// The reward probe draws fixed noise: the same policy scores the same.
+		r1, err := tr.MeasureReward(context.Background(), o.Samples, nil)
+		if err != nil {
+			return err
+		}
+		r2, err := tr.MeasureReward(context.Background(), o.Samples, nil)
+		if err != nil {
+			return err
+		}
+		for i := range r1 {
+			if r1[i] != r2[i] || len(r1) != o.Samples {
+				t.Fatalf("reward probe: %v, then %v", r1, r2)
+			}
+		}
+		// A trained policy: the LoRA's Up matrices (zero in a fresh trainer) are set.
+		if err := tr.LoadPolicy(filepath.Join(out, DirWork, "ddpo", "ckpt-00000001.safetensors")); err != nil {
+			return err
+		}
+		var up float64
+		for _, p := range tr.Params() {
+			if strings.HasSuffix(p.Name, "lora.up.weight") {
+				v, err := p.Read()
+				if err != nil {
+					return err
+				}
+				for _, x := range v {
+					up += math.Abs(float64(x))
+				}
+			}
+		}
+		if up == 0 {
+			t.Error("LoadPolicy left the LoRA at zero")
+		}
 		return nil
 	})
 	if err != nil {
