@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("out", "instructbooth-demo", "output folder (an interrupted demo resumes from it)")
 	base := fs.String("base", "", "toy base model folder (default: the built-in model)")
 	quick := fs.Bool("quick", false, "a few steps of every stage (checks the pipeline, shows no effect)")
+	full := fs.Bool("full", false, "DDPO long enough to raise the reward (demo.FullOptions: about an hour on 2 CPU cores)")
 	seed := fs.Uint64("seed", 1, "random seed of every stage")
 	adapter := fs.String("adapter", "", "GPU adapter choice")
 	d := demo.DefaultOptions("", "")
@@ -59,18 +61,36 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		*base = dir
 	}
+	if *quick && *full {
+		return usagef("--quick and --full exclude each other")
+	}
+	if *measureReward > 0 && *at == "" {
+		return usagef("--measure-reward needs --at CHECKPOINT (the policy to compare with the DreamBooth model)")
+	}
 	o := demo.DefaultOptions(*out, *base)
-	if *quick {
+	switch {
+	case *quick:
 		o = demo.QuickOptions(*out, *base)
+	case *full:
+		o = demo.FullOptions(*out, *base)
 	}
 	o.Seed = *seed
-	if !*quick {
-		o.DBSteps, o.DBLR, o.ClassImages = *dbSteps, float32(*dbLR), *classImages
-		o.Epochs, o.Samples, o.Batch, o.Steps, o.LR = *epochs, *samples, *batch, *steps, float32(*lr)
-		o.AccumBatches, o.InnerEpochs, o.ClipRange, o.TimestepFraction = *accum, *inner, *clip, *tfrac
-		o.PerPrompt, o.PooledStd, o.EarlyFraction, o.StepBaseline = *perPrompt, *pooled, *early, *stepBase
-		o.EvalImages, o.EvalSteps = *evalImages, *evalSteps
+	// Flags given on the command line override the preset's settings.
+	apply := map[string]func(){
+		"db-steps": func() { o.DBSteps = *dbSteps }, "db-lr": func() { o.DBLR = float32(*dbLR) },
+		"class-images": func() { o.ClassImages = *classImages }, "epochs": func() { o.Epochs = *epochs },
+		"samples": func() { o.Samples = *samples }, "batch": func() { o.Batch = *batch }, "steps": func() { o.Steps = *steps },
+		"lr": func() { o.LR = float32(*lr) }, "accum": func() { o.AccumBatches = *accum }, "inner-epochs": func() { o.InnerEpochs = *inner },
+		"clip-range": func() { o.ClipRange = *clip }, "timestep-fraction": func() { o.TimestepFraction = *tfrac },
+		"per-prompt": func() { o.PerPrompt = *perPrompt }, "pooled-std": func() { o.PooledStd = *pooled },
+		"early-fraction": func() { o.EarlyFraction = *early }, "step-baseline": func() { o.StepBaseline = *stepBase },
+		"eval-images": func() { o.EvalImages = *evalImages }, "eval-steps": func() { o.EvalSteps = *evalSteps },
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if set, ok := apply[f.Name]; ok {
+			set()
+		}
+	})
 	start := time.Now()
 	o.Log = func(s string) {
 		fmt.Fprintf(stdout, "[%s] %s\n", time.Since(start).Round(time.Second), s)
@@ -98,9 +118,6 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 				before, err := tr.MeasureReward(ctx, *measureReward, tick("reward of the DreamBooth model"))
 				if err != nil {
 					return err
-				}
-				if *at == "" {
-					return fmt.Errorf("--measure-reward needs --at CHECKPOINT")
 				}
 				if err := tr.LoadPolicy(*at); err != nil {
 					return err
