@@ -67,12 +67,18 @@ type AlignConfig struct {
 	SamplesPerPrompt int `json:"samples_per_prompt,omitempty"`
 	// PooledStd scales centred rewards by the batch's pooled
 	// within-prompt standard deviation (ddpo.Config.PooledStd).
-	PooledStd     bool    `json:"pooled_std,omitempty"`
-	SamplingSteps int     `json:"sampling_steps"` // DDIM steps
-	Eta           float64 `json:"eta"`            // DDIM eta (1: the stochastic policy DDPO needs)
-	Guidance      float64 `json:"guidance"`
-	LearningRate  float64 `json:"learning_rate"`
-	BatchSize     int     `json:"batch_size"` // samples per gradient step
+	PooledStd bool `json:"pooled_std,omitempty"`
+	// TimestepFraction of each trajectory's steps are trained (0: all),
+	// drawn from the first EarlyFraction of them (0: all); StepBaseline
+	// subtracts the per-step baseline (ddpo.Config).
+	TimestepFraction float64 `json:"timestep_fraction,omitempty"`
+	EarlyFraction    float64 `json:"early_fraction,omitempty"`
+	StepBaseline     bool    `json:"step_baseline,omitempty"`
+	SamplingSteps    int     `json:"sampling_steps"` // DDIM steps
+	Eta              float64 `json:"eta"`            // DDIM eta (1: the stochastic policy DDPO needs)
+	Guidance         float64 `json:"guidance"`
+	LearningRate     float64 `json:"learning_rate"`
+	BatchSize        int     `json:"batch_size"` // samples per gradient step
 	// AccumBatches training batches per AdamW step (0: one step per epoch).
 	AccumBatches    int     `json:"accum_batches,omitempty"`
 	InnerEpochs     int     `json:"inner_epochs"`
@@ -322,6 +328,9 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 			advanced = []field{intField("Samples per epoch", &c.SamplesPerEpoch, 1, 4096, ""),
 				intField("Samples per prompt", &c.SamplesPerPrompt, 0, 4096, "0: a prompt per sample; more: rewards compared within each prompt"),
 				boolField("Pooled reward scale", &c.PooledStd, "divide centred rewards by the batch's pooled within-prompt spread"),
+				floatField("Timestep fraction", &c.TimestepFraction, 0, 1, "share of each trajectory's steps trained; 0: all"),
+				floatField("Early window", &c.EarlyFraction, 0, 1, "train only steps in this first share of each trajectory; 0: all"),
+				boolField("Step baseline", &c.StepBaseline, "subtract the reward of each step's x_0 prediction (a per-step baseline)"),
 				intField("Sampling steps", &c.SamplingSteps, 1, 1000, "DDIM"), floatField("Eta", &c.Eta, 0, 1, "DDIM eta; 1 gives the stochastic policy"),
 				floatField("Guidance", &c.Guidance, 0, 30, ""), floatField("Learning rate", &c.LearningRate, 0, 1, ""),
 				intField("Batch size", &c.BatchSize, 1, 256, ""), intField("Inner epochs", &c.InnerEpochs, 1, 100, ""),

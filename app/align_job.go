@@ -157,6 +157,7 @@ func (j *alignJob) Run(ctx context.Context, report func(Progress)) (err error) {
 		Guidance: float32(j.cfg.Guidance), Eta: float32(j.cfg.Eta), Width: size, Height: size,
 		LR: float32(j.cfg.LearningRate), ClipRange: j.cfg.ClipRange, AdvClip: j.cfg.AdvClipMax,
 		Seed: j.cfg.Seed, WorkDir: work, SamplesPerPrompt: j.cfg.SamplesPerPrompt, PooledStd: j.cfg.PooledStd, AccumBatches: j.cfg.AccumBatches,
+		TimestepFraction: j.cfg.TimestepFraction, EarlyFraction: j.cfg.EarlyFraction, StepBaseline: j.cfg.StepBaseline,
 	}.WithDefaults()
 	if err := tc.Validate(); err != nil {
 		return fmt.Errorf("align: %w", err)

@@ -247,6 +247,7 @@ func toyAlignConfig(s store.Subject) AlignConfig {
 	return AlignConfig{
 		Prompts: prompts, Reward: demo.RewardName, Epochs: d.Epochs, SamplesPerEpoch: d.Samples,
 		SamplesPerPrompt: d.PerPrompt, PooledStd: d.PooledStd, SamplingSteps: d.Steps, Eta: 1,
+		TimestepFraction: d.TimestepFraction, EarlyFraction: d.EarlyFraction, StepBaseline: d.StepBaseline,
 		Guidance: float64(d.Guidance), LearningRate: float64(d.LR), BatchSize: d.Batch, AccumBatches: d.AccumBatches, InnerEpochs: 1,
 		ClipRange: d.ClipRange, AdvClipMax: 5, CheckpointEvery: 2,
 	}

@@ -171,7 +171,8 @@ func TestToyWorld_seed(t *testing.T) {
 	// The demo's DDPO settings and both prompt kinds.
 	if a, d := DefaultAlignConfig(toy), demo.DefaultOptions("", ""); a.Reward != "toyworld" || len(a.Prompts) != 2*len(demo.TrainActivities) ||
 		a.Prompts[0] != "a sks star on the grass" || a.Prompts[1] != "a star on the grass" ||
-		a.SamplesPerPrompt != d.PerPrompt || a.PooledStd != d.PooledStd || a.LearningRate != float64(d.LR) || a.Epochs != d.Epochs || a.AccumBatches != d.AccumBatches || a.AccumBatches == 0 {
+		a.SamplesPerPrompt != d.PerPrompt || a.PooledStd != d.PooledStd || a.LearningRate != float64(d.LR) || a.Epochs != d.Epochs || a.AccumBatches != d.AccumBatches ||
+		a.TimestepFraction != d.TimestepFraction || a.EarlyFraction != d.EarlyFraction || a.StepBaseline != d.StepBaseline {
 		t.Errorf("toy align defaults: %+v", a)
 	}
 	if err := checkRewardSpec("toyworld"); err != nil {
