@@ -220,7 +220,7 @@ func TestRun_quick(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if gn.Groups != 2*o.Samples/o.Batch || len(gn.PerStep) != o.Steps || !(gn.Total.Noise > 0) {
+		if gn.Groups != 2*o.Samples/o.Batch || len(gn.PerStep) != int(float64(o.Steps)*o.EarlyFraction) || !(gn.Total.Noise > 0) {
 			t.Errorf("gradient measurement %+v", gn)
 		}
 		s, err := tr.MeasureInitialNoise(context.Background(), 2*o.Samples, 0, nil)
