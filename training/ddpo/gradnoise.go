@@ -91,16 +91,7 @@ func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, to
 		return nil, fmt.Errorf("ddpo: measuring the gradient needs a multiple of %d samples, at least two batches of %d (got %d)", cfg.SamplesPerEpoch, cfg.BatchSize, n)
 	}
 	w := cfg.window()
-	rounds := n / cfg.SamplesPerEpoch
 	nb := cfg.SamplesPerEpoch / cfg.BatchSize
-	total := rounds * nb * (cfg.Steps + w)
-	done := 0
-	step := func() {
-		done++
-		if tick != nil {
-			tick(done, total)
-		}
-	}
 	window := make([]int, w)
 	for k := range window {
 		window[k] = k
@@ -114,11 +105,7 @@ func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, to
 	per := make([][][]float64, w)
 	var rewards []float64
 	t.opt.ZeroGrad()
-	for r := 0; r < rounds; r++ {
-		samples, err := t.sampleEpoch(ctx, measureEpoch0+r, step)
-		if err != nil {
-			return nil, err
-		}
+	err := t.measureRounds(ctx, n, nb*w, tick, func(samples []*Sample, step func()) error {
 		for _, s := range samples {
 			rewards = append(rewards, s.Reward)
 		}
@@ -126,44 +113,21 @@ func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, to
 		tr.Pooled = cfg.PooledStd
 		adv, err := t.advantages(tr, samples)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for b := 0; b < nb; b++ {
-			idx := make([]int, cfg.BatchSize)
-			steps := make([][]int, cfg.BatchSize)
-			for i := range idx {
-				idx[i], steps[i] = b*cfg.BatchSize+i, window
-			}
-			chunks, err := t.batchChunks(samples, adv, idx, steps)
+			g, err := t.stepGradients(ctx, samples, adv, b, window, params, size, step)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			for k := 0; k < w; k++ {
-				err := ctx.Err()
-				for _, c := range chunks {
-					if err != nil {
-						break
-					}
-					_, err = t.accumulate(c, k, float64(len(c.samples))/float64(cfg.BatchSize))
-				}
-				var g []float64
-				if err == nil {
-					g, err = readGrads(params, size)
-				}
-				t.opt.ZeroGrad()
-				if err != nil {
-					for _, c := range chunks {
-						c.ctx.Release()
-					}
-					return nil, err
-				}
-				per[k] = append(per[k], g)
-				step()
-			}
-			for _, c := range chunks {
-				c.ctx.Release()
+			for k := range g {
+				per[k] = append(per[k], g[k])
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	gn := &GradientNoise{Samples: n, Groups: len(per[0]), GroupSize: cfg.BatchSize, Steps: window}
 	ts := t.c.Schedule.Timesteps(cfg.Steps)
@@ -206,6 +170,45 @@ func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, to
 	}
 	gn.RewardMean, gn.RewardStd = meanStd(rewards)
 	return gn, nil
+}
+
+// stepGradients returns the gradient of training batch b of samples at
+// each step of window, one vector per step, calling step after each.
+func (t *Trainer) stepGradients(ctx context.Context, samples []*Sample, adv []float64, b int, window []int, params []*gpu.Tensor, size int, step func()) ([][]float64, error) {
+	bs := t.cfg.BatchSize
+	idx := make([]int, bs)
+	steps := make([][]int, bs)
+	for i := range idx {
+		idx[i], steps[i] = b*bs+i, window
+	}
+	chunks, err := t.batchChunks(samples, adv, idx, steps)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, c := range chunks {
+			c.ctx.Release()
+		}
+	}()
+	out := make([][]float64, len(window))
+	for k := range window {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		for _, c := range chunks {
+			if _, err := t.accumulate(c, k, float64(len(c.samples))/float64(bs)); err != nil {
+				t.opt.ZeroGrad()
+				return nil, err
+			}
+		}
+		out[k], err = readGrads(params, size)
+		t.opt.ZeroGrad()
+		if err != nil {
+			return nil, err
+		}
+		step()
+	}
+	return out, nil
 }
 
 // readGrads returns the parameters' gradients as one vector (zeros for a
@@ -311,21 +314,9 @@ func (t *Trainer) MeasureInitialNoise(ctx context.Context, n, sharedSteps int, t
 	}
 	t.pairNoise = 1 + sharedSteps
 	defer func() { t.pairNoise = 0 }()
-	rounds := n / cfg.SamplesPerEpoch
-	total := rounds * cfg.SamplesPerEpoch / cfg.BatchSize * cfg.Steps
-	done := 0
 	var same, cross float64
 	var nSame, nCross int
-	for r := 0; r < rounds; r++ {
-		samples, err := t.sampleEpoch(ctx, measureEpoch0+r, func() {
-			done++
-			if tick != nil {
-				tick(done, total)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
+	err := t.measureRounds(ctx, n, 0, tick, func(samples []*Sample, _ func()) error {
 		for g := 0; g+4 <= len(samples); g += 4 {
 			s := samples[g : g+4]
 			for _, p := range [][2]int{{0, 1}, {2, 3}} {
@@ -339,6 +330,10 @@ func (t *Trainer) MeasureInitialNoise(ctx context.Context, n, sharedSteps int, t
 				nCross++
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := &InitialNoiseShare{Pairs: nSame, SharedSteps: sharedSteps, Within: cross / float64(nCross), Rest: same / float64(nSame)}
 	if out.Within > 0 {
@@ -356,25 +351,42 @@ func (t *Trainer) MeasureReward(ctx context.Context, n int, tick func(done, tota
 	if n < cfg.SamplesPerEpoch || n%cfg.SamplesPerEpoch != 0 {
 		return nil, fmt.Errorf("ddpo: measuring the reward needs a multiple of %d samples (got %d)", cfg.SamplesPerEpoch, n)
 	}
-	rounds := n / cfg.SamplesPerEpoch
-	total := rounds * cfg.SamplesPerEpoch / cfg.BatchSize * cfg.Steps
-	done := 0
 	var out []float64
-	for r := 0; r < rounds; r++ {
-		samples, err := t.sampleEpoch(ctx, measureEpoch0+r, func() {
-			done++
-			if tick != nil {
-				tick(done, total)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
+	err := t.measureRounds(ctx, n, 0, tick, func(samples []*Sample, _ func()) error {
 		for _, s := range samples {
 			out = append(out, s.Reward)
 		}
+		return nil
+	})
+	return out, err
+}
+
+// measureRounds samples n images (a multiple of SamplesPerEpoch) in
+// rounds of an epoch's size from the measurements' own noise (epochs
+// measureEpoch0 on) and passes each round's samples to f. Progress counts
+// every DDIM step of a sampling batch and extra units per round, which f
+// reports through step.
+func (t *Trainer) measureRounds(ctx context.Context, n, extra int, tick func(done, total int), f func(samples []*Sample, step func()) error) error {
+	cfg := t.cfg
+	rounds := n / cfg.SamplesPerEpoch
+	total := rounds * (cfg.SamplesPerEpoch/cfg.BatchSize*cfg.Steps + extra)
+	done := 0
+	step := func() {
+		done++
+		if tick != nil {
+			tick(done, total)
+		}
 	}
-	return out, nil
+	for r := 0; r < rounds; r++ {
+		samples, err := t.sampleEpoch(ctx, measureEpoch0+r, step)
+		if err != nil {
+			return err
+		}
+		if err := f(samples, step); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // LoadPolicy sets the trainer's LoRA from a checkpoint of a run
