@@ -330,7 +330,7 @@ func (u *UI) ShowActionForm(kind store.RunKind, subjectID string) {
 				boolField("Pooled reward scale", &c.PooledStd, "divide centred rewards by the batch's pooled within-prompt spread"),
 				floatField("Timestep fraction", &c.TimestepFraction, 0, 1, "share of each trajectory's steps trained; 0: all"),
 				floatField("Early window", &c.EarlyFraction, 0, 1, "train only steps in this first share of each trajectory; 0: all"),
-				boolField("Step baseline", &c.StepBaseline, "subtract the reward of each step's x_0 prediction (a per-step baseline)"),
+				boolField("Step baseline", &c.StepBaseline, "subtract the reward of each step's x_0 prediction (a per-step baseline; one decode and reward per sampling step)"),
 				intField("Sampling steps", &c.SamplingSteps, 1, 1000, "DDIM"), floatField("Eta", &c.Eta, 0, 1, "DDIM eta; 1 gives the stochastic policy"),
 				floatField("Guidance", &c.Guidance, 0, 30, ""), floatField("Learning rate", &c.LearningRate, 0, 1, ""),
 				intField("Batch size", &c.BatchSize, 1, 256, ""), intField("Inner epochs", &c.InnerEpochs, 1, 100, ""),
