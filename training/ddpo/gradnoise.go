@@ -109,14 +109,12 @@ func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, to
 		for _, s := range samples {
 			rewards = append(rewards, s.Reward)
 		}
-		tr := NewStatTracker(cfg.StatBuffer, cfg.StatMinCount)
-		tr.Pooled = cfg.PooledStd
-		adv, err := t.advantages(tr, samples)
+		adv, err := t.advantages(cfg.newTracker(), samples)
 		if err != nil {
 			return err
 		}
 		for b := 0; b < nb; b++ {
-			g, err := t.stepGradients(ctx, samples, adv, b, window, params, size, step)
+			g, err := t.stepGradients(ctx, samples, adv, b, window, params, step)
 			if err != nil {
 				return err
 			}
@@ -174,7 +172,7 @@ func (t *Trainer) MeasureGradient(ctx context.Context, n int, tick func(done, to
 
 // stepGradients returns the gradient of training batch b of samples at
 // each step of window, one vector per step, calling step after each.
-func (t *Trainer) stepGradients(ctx context.Context, samples []*Sample, adv []float64, b int, window []int, params []*gpu.Tensor, size int, step func()) ([][]float64, error) {
+func (t *Trainer) stepGradients(ctx context.Context, samples []*Sample, adv []float64, b int, window []int, params []*gpu.Tensor, step func()) ([][]float64, error) {
 	bs := t.cfg.BatchSize
 	idx := make([]int, bs)
 	steps := make([][]int, bs)
@@ -201,7 +199,7 @@ func (t *Trainer) stepGradients(ctx context.Context, samples []*Sample, adv []fl
 				return nil, err
 			}
 		}
-		out[k], err = readGrads(params, size)
+		out[k], err = readGrads(t.e, params)
 		t.opt.ZeroGrad()
 		if err != nil {
 			return nil, err
@@ -212,21 +210,29 @@ func (t *Trainer) stepGradients(ctx context.Context, samples []*Sample, adv []fl
 }
 
 // readGrads returns the parameters' gradients as one vector (zeros for a
-// parameter without one).
-func readGrads(params []*gpu.Tensor, size int) ([]float64, error) {
-	out := make([]float64, 0, size)
-	for _, p := range params {
-		if p.Grad == nil {
-			out = append(out, make([]float64, p.Len())...)
-			continue
+// parameter without one), joined on the GPU and read back once.
+func readGrads(e *gpu.Engine, params []*gpu.Tensor) ([]float64, error) {
+	sc := e.Scope()
+	defer sc.Close()
+	var v []float32
+	var err error
+	e.NoGrad(func() {
+		flat := make([]*gpu.Tensor, len(params))
+		for i, p := range params {
+			if p.Grad == nil {
+				flat[i] = e.FromSlice(make([]float32, p.Len()), p.Len())
+			} else {
+				flat[i] = p.Grad.Reshape(p.Len())
+			}
 		}
-		g, err := p.Grad.Read()
-		if err != nil {
-			return nil, err
-		}
-		for _, v := range g {
-			out = append(out, float64(v))
-		}
+		v, err = e.Concat(0, flat...).Read()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
 	}
 	return out, nil
 }

@@ -113,7 +113,7 @@ func measureMatchesTraining(t *testing.T, stepBaseline bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adv, err := tr.advantages(NewStatTracker(tr.cfg.StatBuffer, tr.cfg.StatMinCount), samples)
+	adv, err := tr.advantages(tr.cfg.newTracker(), samples)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,14 @@ type StatTracker struct {
 	buf                  map[string][]float64
 }
 
+// newTracker returns an empty tracker with c's buffer, minimum count and
+// pooling.
+func (c Config) newTracker() *StatTracker {
+	s := NewStatTracker(c.StatBuffer, c.StatMinCount)
+	s.Pooled = c.PooledStd
+	return s
+}
+
 // NewStatTracker returns an empty tracker.
 func NewStatTracker(bufferSize, minCount int) *StatTracker {
 	return &StatTracker{BufferSize: bufferSize, MinCount: minCount, buf: map[string][]float64{}}

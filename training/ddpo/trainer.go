@@ -134,8 +134,7 @@ func New(c generate.Components, scorer reward.Scorer, cfg Config) (*Trainer, err
 		return nil, fmt.Errorf("ddpo: image size %dx%d: this model needs multiples of %d", cfg.Width, cfg.Height, m)
 	}
 	e := c.UNet.W.E
-	t := &Trainer{cfg: cfg, c: c, e: e, scorer: scorer, tracker: NewStatTracker(cfg.StatBuffer, cfg.StatMinCount)}
-	t.tracker.Pooled = cfg.PooledStd
+	t := &Trainer{cfg: cfg, c: c, e: e, scorer: scorer, tracker: cfg.newTracker()}
 	mods := lora.AttentionModules(c.UNet.W)
 	if len(mods) == 0 {
 		return nil, fmt.Errorf("ddpo: the U-Net has no attention projections to adapt")
